@@ -1,0 +1,26 @@
+"""
+twisted_hooks: the event and webhook engine for Twisted.
+
+The public names of the in-process layer live here; the webhook layer is
+:mod:`twisted_hooks.webhooks`, the blocking facade :mod:`twisted_hooks.sync`.
+"""
+
+from twisted_hooks._version import __version__
+from twisted_hooks.dispatcher import (
+    DEFAULT_PHASES,
+    EventDispatcher,
+    FireResult,
+    Handler,
+    HandlerOutcome,
+)
+from twisted_hooks.interfaces import IEventDispatcher
+
+__all__ = [
+    "DEFAULT_PHASES",
+    "EventDispatcher",
+    "FireResult",
+    "Handler",
+    "HandlerOutcome",
+    "IEventDispatcher",
+    "__version__",
+]
