@@ -9,7 +9,8 @@ fails), fires a few events and prints, for each fire, what every handler did.
 from __future__ import annotations
 
 import sys
-from typing import TextIO
+from collections.abc import Callable
+from typing import Any, TextIO
 
 import attrs
 from twisted.internet import task
@@ -62,7 +63,7 @@ async def tour(reactor: IReactorTime, out: TextIO) -> None:
     def flaky_audit(event: UserEvent) -> None:
         raise RuntimeError(f"audit log unavailable for {event.user}")
 
-    handlers = [
+    handlers: list[tuple[Callable[[UserEvent], object], str, dict[str, Any]]] = [
         (validate, "before", {}),
         (store, "during", {"event_type": "user_created"}),
         (notify_admins, "after", {"role": "admin"}),
