@@ -18,7 +18,7 @@ import weakref
 from collections.abc import Callable, Iterable
 from itertools import count
 from operator import attrgetter, itemgetter
-from types import CoroutineType
+from types import BuiltinMethodType, CoroutineType, ModuleType
 from typing import Any, NamedTuple
 
 import attrs
@@ -366,6 +366,15 @@ class EventDispatcher:
 
         if inspect.ismethod(handler):
             return weakref.WeakMethod(handler, forget)
+        if isinstance(handler, BuiltinMethodType) and not isinstance(
+            handler.__self__, (ModuleType, type(None))
+        ):
+            # A bound built-in method (``some_list.append``) is made afresh at each
+            # attribute access: a weak reference to it would be dead on arrival.
+            raise TypeError(
+                f"handler {handler!r} is a bound built-in method, which cannot be held "
+                "weakly (it is collected at once); pass use_weakref=False to hold it strongly"
+            )
         try:
             return weakref.ref(handler, forget)
         except TypeError:
