@@ -42,6 +42,10 @@ _log = Logger(namespace="twisted_hooks.dispatcher")
 
 _by_id = attrgetter("id")
 
+# The parameters of add_event_handler and fire_event: a match spec or a fire could never
+# give a keyword of one of these names.
+_RESERVED_KEYWORDS = frozenset({"handler", "phase", "use_weakref", "times", "event"})
+
 
 def _no_keys(details: dict[str, object]) -> tuple[()]:
     return ()
@@ -167,7 +171,9 @@ class EventDispatcher:
     Fires events to handlers chosen by match-spec keywords, through ordered phases.
 
     :param allowed_match_spec_keywords: the keywords handlers may constrain and fires may
-        give as details. May be passed positionally.
+        give as details. May be passed positionally. Each must be an identifier other than
+        a parameter name of :meth:`add_event_handler` or :meth:`fire_event` (``handler``,
+        ``phase``, ``use_weakref``, ``times``, ``event``), or :class:`ValueError` is raised.
     :param phases: the phase names, in the order they run.
     :param reactor: the reactor this dispatcher and its collaborators use for time;
         ``None`` means the global reactor, looked up when first needed.
@@ -191,6 +197,12 @@ class EventDispatcher:
         for keyword in allowed:
             if not isinstance(keyword, str) or not keyword.isidentifier():
                 raise ValueError(f"match-spec keyword {keyword!r} is not a valid identifier")
+            if keyword in _RESERVED_KEYWORDS:
+                raise ValueError(
+                    f"match-spec keyword {keyword!r} is a parameter name of add_event_handler "
+                    "or fire_event, so it could never be passed as a keyword; choose another "
+                    "name"
+                )
         if isinstance(phases, str):
             raise TypeError(f"phases must be a sequence of phase names, not {phases!r}")
         phase_tuple = tuple(phases)
