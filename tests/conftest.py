@@ -1,0 +1,8 @@
+"""
+Shared pytest configuration of the main test session.
+"""
+
+# tests/crochet_cases/ runs the reactor in a crochet thread, which cannot share a process
+# with the trial tests that use the real reactor; tests/test_sync.py runs it in a
+# subprocess of its own.
+collect_ignore = ["crochet_cases"]

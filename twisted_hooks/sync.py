@@ -1,0 +1,578 @@
+"""
+A blocking facade over the dispatcher, for synchronous code (Django, Flask, scripts).
+
+This is the only module of twisted_hooks that imports :mod:`crochet`. Crochet runs the
+Twisted reactor in a thread of its own; every call of the facade hands its work to that
+thread and blocks the calling thread until the work is done or a timeout passes::
+
+    from twisted_hooks import sync
+
+    sync.setup()  # once, early: starts the reactor in a background thread
+    users = sync.BlockingDispatcher.create(["event_type", "role"], start=True)
+
+    def notify_admin(event):  # called in the reactor thread: must not block
+        ...
+
+    handler_id = users.add_event_handler(notify_admin, "during", role="admin")
+    result = users.fire_event(event, event_type="user_created", role="admin")
+    assert result.succeeded, result.failures
+
+The rules:
+
+* Call :func:`setup` once before using the facade (or :func:`no_setup` when the
+  application runs the reactor itself, e.g. under ``twistd``, and the facade is only used
+  from other threads).
+* Every call takes a ``timeout`` in seconds (the facade's default when ``None``). When it
+  passes, the call raises :class:`SyncTimeoutError` and cancels the operation's Deferred in
+  the reactor (a fire stops waiting on its handlers and runs no later phase).
+* Errors the dispatcher raises (:class:`ValueError`, :class:`TypeError`,
+  :class:`KeyError`) are raised as they are in the calling thread.
+* Calling the facade from the reactor thread would block the reactor forever, so it raises
+  :class:`ReactorThreadError` at once. Twisted code uses the dispatcher's Deferred API.
+* Handlers are always **called in the reactor thread**, whoever fired the event: they must
+  not block. A handler that has to block (database, ``requests``, ``time.sleep``) is added
+  with ``in_thread=True`` and then runs in the reactor's thread pool.
+* Handlers are held weakly by default, as by the dispatcher itself: a ``lambda`` or a
+  function created on the fly disappears as soon as nothing else refers to it. Pass
+  ``use_weakref=False`` for those.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import reprlib
+import weakref
+from collections.abc import Callable, Coroutine, Iterable
+from typing import TYPE_CHECKING, Any, TypeVar, overload
+
+import crochet
+from twisted.internet.defer import CancelledError, Deferred, maybeDeferred
+from twisted.logger import Logger
+from twisted.python import threadable
+from twisted.python.failure import Failure
+
+from twisted_hooks.dispatcher import DEFAULT_PHASES, EventDispatcher, FireResult, Handler
+from twisted_hooks.interfaces import IEventDispatcher
+
+if TYPE_CHECKING:
+    from twisted.internet.interfaces import IReactorFromThreads
+
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "BlockingDispatcher",
+    "NotSetUpError",
+    "ReactorStoppedError",
+    "ReactorThreadError",
+    "SyncTimeoutError",
+    "blocking_call",
+    "no_setup",
+    "setup",
+]
+
+#: The timeout, in seconds, of a facade call when none is given.
+DEFAULT_TIMEOUT: float = 10.0
+
+_T = TypeVar("_T")
+
+_log = Logger(namespace="twisted_hooks.sync")
+
+# Twisted leaves it unannotated.
+_in_reactor_thread: Callable[[], bool] = threadable.isInIOThread
+
+_short = reprlib.Repr()
+_short.maxstring = 60
+_short.maxother = 60
+
+
+# -- errors --------------------------------------------------------------------------------
+
+
+class ReactorThreadError(RuntimeError):
+    """
+    A blocking call was made from the reactor thread.
+
+    Blocking there would stop the reactor from ever running the work waited for, so the
+    facade refuses before doing anything. Code running in the reactor (handlers, Twisted
+    services) calls the dispatcher's Deferred API instead.
+    """
+
+
+class NotSetUpError(RuntimeError):
+    """
+    The facade was used before :func:`setup` (or :func:`no_setup`) was called.
+    """
+
+
+class ReactorStoppedError(RuntimeError, crochet.ReactorStopped):
+    """
+    The reactor has stopped (usually because the process is exiting), so the call can never
+    complete. A subclass of :class:`crochet.ReactorStopped` too.
+    """
+
+
+class SyncTimeoutError(TimeoutError, crochet.TimeoutError):
+    """
+    A blocking call did not complete within its timeout.
+
+    The operation's Deferred has been cancelled in the reactor thread. A subclass of the
+    built-in :class:`TimeoutError` and of :class:`crochet.TimeoutError`.
+
+    :ivar operation: a short description of the call that timed out.
+    :ivar timeout: the timeout, in seconds, that passed.
+    """
+
+    def __init__(self, operation: str, timeout: float) -> None:
+        super().__init__(
+            f"{operation} did not complete within {timeout:g} seconds and was cancelled. "
+            "A handler returning a Deferred that never fires, or a blocked reactor, causes "
+            "this; pass a larger timeout= if the work is just slow"
+        )
+        self.operation = operation
+        self.timeout = timeout
+
+
+# -- set-up --------------------------------------------------------------------------------
+
+
+def setup() -> None:
+    """
+    Start the Twisted reactor in a background thread, through :func:`crochet.setup`.
+
+    Call it once, early in the life of a synchronous program (a Django ``AppConfig.ready``,
+    a Flask app factory, the top of a script). Later calls do nothing. It also routes
+    Twisted's log messages to the standard library's :mod:`logging`.
+    """
+    crochet.setup()
+
+
+def no_setup() -> None:
+    """
+    Declare that the application runs the reactor itself, through :func:`crochet.no_setup`.
+
+    Use it in a Twisted application (``twistd``, ``twist``) whose own threads, such as
+    those of a thread pool, want the blocking facade: it makes later :func:`setup` calls do
+    nothing instead of starting a second reactor thread.
+
+    :raise RuntimeError: when :func:`setup` was called before.
+    """
+    crochet.no_setup()
+
+
+def _is_set_up() -> bool:
+    # crochet offers no public way to ask; its event loop records it. Should a later
+    # crochet rename the attribute, assume set up and let crochet report the problem.
+    return bool(getattr(getattr(crochet, "_main", None), "_started", True))
+
+
+# -- blocking calls ------------------------------------------------------------------------
+
+
+class _Call:
+    """What the calling thread and the reactor thread share about one blocking call."""
+
+    __slots__ = ("abandoned", "operation")
+
+    def __init__(self, operation: str) -> None:
+        self.operation = operation
+        # Set by the calling thread before it schedules the cancellation, so the reactor
+        # thread sees it when the cancellation arrives.
+        self.abandoned = False
+
+    def settle_abandoned(self, failure: Failure) -> Failure | None:
+        """Consume the failure of an operation nobody waits for any more."""
+        if not self.abandoned:
+            return failure
+        if not failure.check(CancelledError):
+            _log.failure(
+                "{operation} failed after its caller stopped waiting",
+                failure,
+                operation=self.operation,
+            )
+        return None
+
+
+@crochet.run_in_reactor
+def _in_reactor(
+    call: _Call,
+    function: Callable[..., object],
+    args: tuple[object, ...],
+    kwargs: dict[str, object],
+) -> Deferred[object]:
+    deferred: Deferred[object] = maybeDeferred(function, *args, **kwargs)
+    return deferred.addErrback(call.settle_abandoned)
+
+
+def _check_timeout(timeout: object) -> float:
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float):
+        raise TypeError(f"timeout must be a number of seconds, got {timeout!r}")
+    if not (timeout > 0 and math.isfinite(timeout)):
+        raise ValueError(f"timeout must be a positive, finite number of seconds, got {timeout!r}")
+    return float(timeout)
+
+
+def _call_blocking(
+    operation: str,
+    timeout: float,
+    function: Callable[..., object],
+    args: tuple[object, ...],
+    kwargs: dict[str, object],
+) -> Any:
+    timeout = _check_timeout(timeout)
+    if _in_reactor_thread():
+        raise ReactorThreadError(
+            f"{operation} was called in the reactor thread, where blocking would hang the "
+            "reactor forever; in Twisted code (handlers, services) use the dispatcher's "
+            "Deferred API instead of twisted_hooks.sync"
+        )
+    if not _is_set_up():
+        raise NotSetUpError(
+            f"{operation} needs a running reactor: call twisted_hooks.sync.setup() once at "
+            "start-up (or sync.no_setup() when your application runs the reactor itself)"
+        )
+    call = _Call(operation)
+    try:
+        eventual = _in_reactor(call, function, args, kwargs)
+        try:
+            return eventual.wait(timeout)
+        except crochet.TimeoutError:
+            call.abandoned = True
+            eventual.cancel()
+            # Should the result have arrived just now, take it so that crochet does not
+            # log it as unhandled.
+            eventual.original_failure()
+            raise SyncTimeoutError(operation, timeout) from None
+    except crochet.ReactorStopped:
+        raise ReactorStoppedError(
+            f"{operation} cannot complete: the reactor has stopped (is the process exiting?)"
+        ) from None
+
+
+@overload
+def blocking_call(
+    function: Callable[..., Deferred[_T]],
+    *args: object,
+    timeout: float = ...,
+    **kwargs: object,
+) -> _T: ...
+
+
+@overload
+def blocking_call(
+    function: Callable[..., Coroutine[Any, Any, _T]],
+    *args: object,
+    timeout: float = ...,
+    **kwargs: object,
+) -> _T: ...
+
+
+@overload
+def blocking_call(
+    function: Callable[..., _T],
+    *args: object,
+    timeout: float = ...,
+    **kwargs: object,
+) -> _T: ...
+
+
+def blocking_call(
+    function: Callable[..., object],
+    *args: object,
+    timeout: float = DEFAULT_TIMEOUT,
+    **kwargs: object,
+) -> object:
+    """
+    Call ``function(*args, **kwargs)`` in the reactor thread and wait for its result.
+
+    The building block of :class:`BlockingDispatcher`, for any other Twisted API.
+
+    :param function: a callable returning a value, a Deferred, or a coroutine (an
+        ``async def`` function).
+    :param args: its positional arguments.
+    :param timeout: how many seconds to wait. The name is taken: ``function`` cannot be
+        given a keyword argument called ``timeout`` this way.
+    :param kwargs: its keyword arguments.
+    :return: the value, or what the Deferred or coroutine fired.
+    :raise Exception: what ``function`` raised or its Deferred failed with, as it is.
+    :raise SyncTimeoutError: when ``timeout`` seconds pass first; the Deferred is
+        cancelled.
+    :raise ReactorThreadError: when called in the reactor thread.
+    :raise NotSetUpError: when :func:`setup` has not been called.
+    :raise ReactorStoppedError: when the reactor has stopped.
+    """
+    name = getattr(function, "__qualname__", None) or repr(function)
+    return _call_blocking(f"blocking_call({name})", timeout, function, args, kwargs)
+
+
+# -- handlers run in a thread --------------------------------------------------------------
+
+
+def _reactor() -> IReactorFromThreads:
+    from twisted.internet import reactor
+
+    return reactor  # type: ignore[return-value]
+
+
+class _ThreadedHandler:
+    """
+    Stands in the reactor thread for a handler that must run in the thread pool.
+
+    It is registered strongly; when the real handler is held weakly and collected, the
+    stand-in removes its own registration.
+    """
+
+    def __init__(self, handler: Handler, use_weakref: bool, dispatcher: IEventDispatcher) -> None:
+        self._dispatcher = dispatcher
+        self.handler_id: int | None = None
+        self._get: Callable[[], Handler | None]
+        if not use_weakref:
+            self._get = lambda: handler
+        elif inspect.ismethod(handler):
+            self._get = weakref.WeakMethod(handler, self._collected)
+        else:
+            try:
+                self._get = weakref.ref(handler, self._collected)
+            except TypeError:
+                raise TypeError(
+                    f"handler {handler!r} cannot be referenced weakly (built-in functions "
+                    "and methods cannot); pass use_weakref=False to hold it strongly"
+                ) from None
+        # Log messages and fire results name the real handler.
+        target = getattr(handler, "__func__", handler)
+        self.__module__ = getattr(target, "__module__", None) or type(handler).__module__
+        self.__qualname__ = (
+            getattr(target, "__qualname__", None) or type(handler).__qualname__
+        ) + " (in a thread)"
+
+    def __call__(self, event: object) -> Deferred[object] | None:
+        from twisted.internet.threads import deferToThread
+
+        handler = self._get()
+        if handler is None:
+            return None
+        return deferToThread(handler, event)
+
+    def _collected(self, _: object) -> None:
+        # May run in any thread: hand the removal to the reactor.
+        _reactor().callFromThread(self._remove)
+
+    def _remove(self) -> None:
+        if self.handler_id is None:
+            return
+        removed = self._dispatcher.remove_event_handler(self.handler_id)
+        removed.addErrback(lambda failure: failure.trap(KeyError) and None)
+
+
+# -- the facade ----------------------------------------------------------------------------
+
+
+class BlockingDispatcher:
+    """
+    A blocking view of an :class:`~twisted_hooks.IEventDispatcher`, for threads other than
+    the reactor's.
+
+    Each method runs the dispatcher's method of the same name in the reactor thread and
+    blocks until its Deferred fires or the timeout passes. Any number of threads may use
+    one facade at the same time.
+
+    :param dispatcher: the dispatcher to drive; it belongs to the reactor thread.
+    :param timeout: the default timeout of every call, in seconds.
+    :raise TypeError: when ``dispatcher`` does not provide
+        :class:`~twisted_hooks.IEventDispatcher`.
+    :raise ValueError: when ``timeout`` is not a positive number.
+    """
+
+    def __init__(self, dispatcher: IEventDispatcher, timeout: float = DEFAULT_TIMEOUT) -> None:
+        if not IEventDispatcher.providedBy(dispatcher):
+            raise TypeError(
+                f"BlockingDispatcher needs an IEventDispatcher provider such as "
+                f"twisted_hooks.EventDispatcher, got {type(dispatcher).__name__} "
+                f"{dispatcher!r}"
+            )
+        self._dispatcher = dispatcher
+        self._timeout = _check_timeout(timeout)
+
+    @classmethod
+    def create(
+        cls,
+        allowed_match_spec_keywords: Iterable[str],
+        phases: Iterable[str] = DEFAULT_PHASES,
+        timeout: float = DEFAULT_TIMEOUT,
+        start: bool = False,
+    ) -> BlockingDispatcher:
+        """
+        Build an :class:`~twisted_hooks.EventDispatcher` in the reactor thread and wrap it.
+
+        :param allowed_match_spec_keywords: as for :class:`~twisted_hooks.EventDispatcher`.
+        :param phases: as for :class:`~twisted_hooks.EventDispatcher`.
+        :param timeout: the facade's default timeout, in seconds.
+        :param start: start the dispatcher before returning.
+        :return: the facade; its :attr:`dispatcher` is the new dispatcher.
+        :raise ValueError: for invalid keywords or phases, as the dispatcher raises it.
+        :raise TypeError: likewise.
+        """
+        timeout = _check_timeout(timeout)
+
+        def build() -> EventDispatcher:
+            dispatcher = EventDispatcher(allowed_match_spec_keywords, phases)
+            if start:
+                dispatcher.start()
+            return dispatcher
+
+        dispatcher: EventDispatcher = _call_blocking(
+            "BlockingDispatcher.create()", timeout, build, (), {}
+        )
+        return cls(dispatcher, timeout)
+
+    @property
+    def dispatcher(self) -> IEventDispatcher:
+        """The wrapped dispatcher, to be used only in the reactor thread."""
+        return self._dispatcher
+
+    @property
+    def timeout(self) -> float:
+        """The default timeout of this facade's calls, in seconds."""
+        return self._timeout
+
+    @property
+    def running(self) -> bool:
+        """Whether the dispatcher is started (read without a trip to the reactor)."""
+        return bool(self._dispatcher.running)
+
+    def _call(
+        self,
+        operation: str,
+        timeout: float | None,
+        function: Callable[..., object],
+        args: tuple[object, ...] = (),
+        kwargs: dict[str, object] | None = None,
+    ) -> Any:
+        # Arguments travel as a tuple and a dict so that no match-spec keyword or detail
+        # can collide with this method's own parameters.
+        return _call_blocking(
+            operation, self._timeout if timeout is None else timeout, function, args, kwargs or {}
+        )
+
+    def start(self, timeout: float | None = None) -> None:
+        """
+        Start the dispatcher: later fires call their handlers.
+
+        :param timeout: seconds to wait; the facade's default when ``None``.
+        :raise SyncTimeoutError: when the reactor does not get to it in time.
+        """
+        self._call("start()", timeout, self._dispatcher.start)
+
+    def stop(self, timeout: float | None = None) -> None:
+        """
+        Stop the dispatcher and wait until the fires in flight have finished.
+
+        :param timeout: seconds to wait; the facade's default when ``None``.
+        :raise SyncTimeoutError: when fires are still in flight after ``timeout`` seconds;
+            the dispatcher is stopped all the same, and those fires go on.
+        """
+        self._call("stop()", timeout, self._dispatcher.stop)
+
+    def add_event_handler(
+        self,
+        handler: Handler,
+        phase: str,
+        use_weakref: bool = True,
+        times: int | None = None,
+        timeout: float | None = None,
+        in_thread: bool = False,
+        **match_spec: object,
+    ) -> int:
+        """
+        Register ``handler`` to be called in ``phase`` for events matching ``match_spec``.
+
+        The handler is **called in the reactor thread** and must not block, unless
+        ``in_thread`` is true. See :meth:`twisted_hooks.EventDispatcher.add_event_handler`
+        for matching, ``use_weakref`` and ``times``.
+
+        :param handler: called with the event object; may return a value, a Deferred, or
+            be an ``async def`` function.
+        :param phase: one of the dispatcher's phases.
+        :param use_weakref: hold the handler weakly (the default): a function that nothing
+            else refers to, such as a ``lambda``, is gone at once. ``False`` holds it
+            strongly.
+        :param times: remove the handler after this many calls.
+        :param timeout: seconds to wait; the facade's default when ``None``.
+        :param in_thread: call the handler in the reactor's thread pool (through
+            :func:`twisted.internet.threads.deferToThread`) so that it may block; its phase
+            waits for it. Cancelling the fire does not interrupt the thread.
+        :param match_spec: keyword filters. ``use_weakref``, ``times``, ``timeout`` and
+            ``in_thread`` are taken by this method and cannot be used as keywords.
+        :return: the handler's id, for :meth:`remove_event_handler`.
+        :raise ValueError: for an unknown phase or keyword, or a bad ``times``.
+        :raise TypeError: for a handler that is not callable or cannot be referenced
+            weakly, or an unhashable spec value.
+        :raise SyncTimeoutError: when the reactor does not get to it in time.
+        """
+        if not in_thread:
+            return int(
+                self._call(
+                    "add_event_handler()",
+                    timeout,
+                    self._dispatcher.add_event_handler,
+                    (handler, phase),
+                    {"use_weakref": use_weakref, "times": times, **match_spec},
+                )
+            )
+        if not callable(handler):
+            raise TypeError(f"handler must be callable, got {handler!r}")
+        threaded = _ThreadedHandler(handler, use_weakref, self._dispatcher)
+
+        def add() -> Deferred[int]:
+            added = self._dispatcher.add_event_handler(
+                threaded, phase, use_weakref=False, times=times, **match_spec
+            )
+
+            def remember(handler_id: int) -> int:
+                threaded.handler_id = handler_id
+                return handler_id
+
+            return added.addCallback(remember)
+
+        return int(self._call("add_event_handler()", timeout, add))
+
+    def remove_event_handler(self, handler_id: int, timeout: float | None = None) -> None:
+        """
+        Remove the handler registered as ``handler_id``.
+
+        :param handler_id: what :meth:`add_event_handler` returned.
+        :param timeout: seconds to wait; the facade's default when ``None``.
+        :raise KeyError: when no handler is registered with that id.
+        :raise SyncTimeoutError: when the reactor does not get to it in time.
+        """
+        self._call(
+            "remove_event_handler()", timeout, self._dispatcher.remove_event_handler, (handler_id,)
+        )
+
+    def fire_event(
+        self, event: object, timeout: float | None = None, **details: object
+    ) -> FireResult:
+        """
+        Fire ``event`` and wait until every phase has run.
+
+        A failing handler does not make this raise: its failure is in the result's
+        :attr:`~twisted_hooks.FireResult.failures`.
+
+        :param event: the object handed to each handler.
+        :param timeout: seconds to wait; the facade's default when ``None``. ``timeout``
+            therefore cannot be used as a detail keyword.
+        :param details: the values match specs are compared with.
+        :return: the :class:`~twisted_hooks.FireResult`, telling per handler its value or
+            failure, or that the event was dropped because the dispatcher is stopped.
+        :raise ValueError: for a detail keyword that is not allowed.
+        :raise SyncTimeoutError: when the handlers do not finish in time; the fire is
+            cancelled (the handlers' pending Deferreds are cancelled and no later phase
+            runs).
+        """
+        result: FireResult = self._call(
+            f"fire_event({_short.repr(event)})",
+            timeout,
+            self._dispatcher.fire_event,
+            (event,),
+            details,
+        )
+        return result
