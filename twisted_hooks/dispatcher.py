@@ -587,9 +587,18 @@ class _Fire:
         if self.waiting == 0 and not self.in_loop:
             self.pending.clear()
             if self._advance():
-                result = self._finish()
-                if self.result is not None and not self.cancelled:
-                    self.result.callback(result)
+                # Deliver the result before telling the dispatcher the fire is over, so
+                # that stop()'s Deferred fires after the fire's own. When cancelled, this
+                # runs inside _cancel: fail the fire here for the same reason.
+                deferred = self.result
+                if deferred is not None and not deferred.called:
+                    if self.cancelled:
+                        deferred.errback(Failure(CancelledError()))
+                    else:
+                        deferred.callback(
+                            FireResult(self.event, False, tuple(self.outcomes))  # type: ignore[arg-type]
+                        )
+                self.dispatcher._fire_finished()
 
     def _failed(self, entry: _Entry, phase: str, failure: Failure) -> HandlerOutcome:
         _log.failure(
