@@ -41,8 +41,8 @@ from zope.interface.verify import verifyObject
 
 from twisted_hooks.webhooks.safe_agent import (
     RecipientLookupError,
-    _Collector,
     SafeEndpointFactory,
+    _Collector,
     resolve_recipient,
     safe_agent,
 )
