@@ -46,6 +46,12 @@ html_static_path: list[str] = []
 # Docstrings are reST with :param: fields (treq style); no napoleon.
 autodoc_member_order = "bysource"
 autodoc_typehints = "description"
+# zope interfaces in annotations would otherwise show as "<InterfaceClass ...>".
+autodoc_type_aliases = {
+    "IEventDispatcher": "twisted_hooks.IEventDispatcher",
+    "IReactorTime": "twisted.internet.interfaces.IReactorTime",
+    "IReactorFromThreads": "twisted.internet.interfaces.IReactorFromThreads",
+}
 nitpicky = False
 
 html_theme = "alabaster"

@@ -42,12 +42,16 @@ def test_sphinx_doctests_pass(tmp_path: Path) -> None:
     assert "0 failures in tests" in report, report
 
 
-def test_quickstart_program_prints_what_the_page_says() -> None:
-    """doc/examples/first_dispatcher.py runs on the real reactor and prints the quick
-    start's output, line for line."""
-    result = run("doc/examples/first_dispatcher.py", timeout=60)
+@pytest.mark.parametrize(
+    ("script", "page"),
+    [("first_dispatcher.py", "quickstart"), ("blocking_script.py", "sync")],
+)
+def test_example_program_prints_what_its_page_says(script: str, page: str) -> None:
+    """Each program a guide includes runs (on the real reactor, in its own process) and
+    prints what the guide says it prints, line for line."""
+    result = run(f"doc/examples/{script}", timeout=60)
     assert result.returncode == 0, result.stderr
-    assert result.stdout == printed_block("quickstart")
+    assert result.stdout == printed_block(page)
 
 
 @pytest.mark.skipif(
