@@ -5,6 +5,7 @@ programs the guides include, and the news fragments the changelog shows.
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import re
 import subprocess
@@ -66,3 +67,46 @@ def test_news_fragments_build_with_towncrier() -> None:
             continue
         first_words = " ".join(fragment.read_text(encoding="utf-8").split()[:4])
         assert first_words in " ".join(result.stdout.split()), fragment.name
+
+
+#: The modules the API reference covers; names from the package itself are documented as
+#: ``twisted_hooks.<name>`` wherever they are defined.
+API_MODULES = [
+    "twisted_hooks",
+    "twisted_hooks.dispatcher",
+    "twisted_hooks.interfaces",
+    "twisted_hooks.sync",
+    "twisted_hooks.registry",
+    "twisted_hooks.demo",
+]
+
+
+def public_names(module_name: str) -> list[str]:
+    """``__all__``, or else the public classes, functions and interfaces defined there."""
+    module = importlib.import_module(module_name)
+    names = getattr(module, "__all__", None)
+    if names is not None:
+        return list(names)
+    return [
+        name
+        for name, value in vars(module).items()
+        if not name.startswith("_") and getattr(value, "__module__", None) == module_name
+    ]
+
+
+def test_every_public_name_is_in_the_api_reference(tmp_path: Path) -> None:
+    """Every public name of the covered modules has an entry in doc/api.rst's output."""
+    result = run("-m", "sphinx", "-q", "-b", "html", "doc", str(tmp_path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    page = (tmp_path / "api.html").read_text(encoding="utf-8")
+    top_level = set(public_names("twisted_hooks"))
+    missing = []
+    for module_name in API_MODULES:
+        assert f'id="module-{module_name}"' in page, module_name
+        for name in public_names(module_name):
+            anchors = {f'id="{module_name}.{name}"'}
+            if name in top_level:
+                anchors.add(f'id="twisted_hooks.{name}"')
+            if not any(anchor in page for anchor in anchors):
+                missing.append(f"{module_name}.{name}")
+    assert not missing, f"not in the API reference: {missing}"
