@@ -291,6 +291,9 @@ class EventDispatcher:
 
     def _fire_finished(self) -> None:
         self._in_flight -= 1
+        self._wake_stop_waiters()
+
+    def _wake_stop_waiters(self) -> None:
         if self._in_flight == 0 and self._stop_waiters:
             waiters, self._stop_waiters = self._stop_waiters, []
             for waiter in waiters:
@@ -587,9 +590,11 @@ class _Fire:
         if self.waiting == 0 and not self.in_loop:
             self.pending.clear()
             if self._advance():
-                # Deliver the result before telling the dispatcher the fire is over, so
-                # that stop()'s Deferred fires after the fire's own. When cancelled, this
-                # runs inside _cancel: fail the fire here for the same reason.
+                # The fire is over: count it out, then deliver its result, and only then
+                # wake stop()'s Deferreds, so that they fire after the fire's own. When
+                # cancelled, this runs inside _cancel: fail the fire here for that reason.
+                dispatcher = self.dispatcher
+                dispatcher._in_flight -= 1
                 deferred = self.result
                 if deferred is not None and not deferred.called:
                     if self.cancelled:
@@ -598,7 +603,7 @@ class _Fire:
                         deferred.callback(
                             FireResult(self.event, False, tuple(self.outcomes))  # type: ignore[arg-type]
                         )
-                self.dispatcher._fire_finished()
+                dispatcher._wake_stop_waiters()
 
     def _failed(self, entry: _Entry, phase: str, failure: Failure) -> HandlerOutcome:
         _log.failure(
