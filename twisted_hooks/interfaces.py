@@ -13,9 +13,13 @@ from typing import TYPE_CHECKING, Any
 from zope.interface import Attribute, Interface
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from twisted.internet.defer import Deferred
 
     from twisted_hooks.dispatcher import FireResult
+    from twisted_hooks.webhooks.delivery import Attempt, Delivery, DeliveryUpdate
+    from twisted_hooks.webhooks.subscribers import Subscriber
 
 
 class IEventDispatcher(Interface):
@@ -75,3 +79,79 @@ class IEventDispatcher(Interface):
 
         :return: a Deferred that fires once every fire in flight has finished.
         """
+
+
+class ISubscriberStore(Interface):
+    """
+    Keeps subscribers and finds the ones an event reaches.
+
+    Every method returns a Deferred; a missing id fails it with
+    :class:`twisted_hooks.webhooks.subscribers.SubscriberNotFound` (a :class:`KeyError`).
+    """
+
+    def add(subscriber: Subscriber) -> Deferred[Subscriber]:
+        """Store a new subscriber (fails for an id already stored)."""
+
+    def get(subscriber_id: str) -> Deferred[Subscriber]:
+        """The subscriber with this id."""
+
+    def update(subscriber: Subscriber) -> Deferred[Subscriber]:
+        """Replace the stored subscriber of the same id; fires the stored value."""
+
+    def remove(subscriber_id: str) -> Deferred[None]:
+        """Delete a subscriber."""
+
+    def deactivate(subscriber_id: str) -> Deferred[Subscriber]:
+        """Mark a subscriber inactive (after a 410 Gone); fires the stored value."""
+
+    def list(owner: str | None = None) -> Deferred[Sequence[Subscriber]]:
+        """Every subscriber, or those of one owner."""
+
+    def match(event: str, owner: str | None) -> Deferred[Sequence[Subscriber]]:
+        """The active subscribers whose pattern matches ``event`` and who receive from
+        ``owner`` (Thorn's rule: a subscriber without an owner receives from everyone)."""
+
+
+class IDeliveryStore(Interface):
+    """
+    Keeps deliveries from their creation to their end (delivered or dead).
+
+    The scheduler drives it: :meth:`enqueue` new deliveries, :meth:`claim` the due ones
+    under a lease, attempt them, then :meth:`record` what happened. A durable store commits
+    in :meth:`enqueue` before the first attempt, so nothing accepted is lost.
+    """
+
+    durable = Attribute("``True`` when deliveries survive the process.")
+
+    def enqueue(deliveries: Sequence[Delivery]) -> Deferred[None]:
+        """Store new deliveries, due at their ``next_attempt_at``, all at once."""
+
+    def claim(now: float, limit: int, lease: float) -> Deferred[Sequence[Delivery]]:
+        """
+        Take up to ``limit`` deliveries due at ``now`` (including those whose lease has
+        expired), leasing each for ``lease`` seconds so no other claimer takes it meanwhile.
+        """
+
+    def record(updates: Sequence[DeliveryUpdate]) -> Deferred[None]:
+        """Write the outcome of attempts: delivered, retry at a time, or dead."""
+
+    def next_due() -> Deferred[float | None]:
+        """The earliest time a delivery becomes claimable, or ``None`` when none waits."""
+
+    def get(delivery_id: str) -> Deferred[Delivery]:
+        """A delivery by id, with its current state (fails with :class:`KeyError`)."""
+
+    def attempts(delivery_id: str) -> Deferred[Sequence[Attempt]]:
+        """The attempts made for a delivery, oldest first."""
+
+    def list(
+        status: str | None = None, subscriber_id: str | None = None, limit: int = 100
+    ) -> Deferred[Sequence[Delivery]]:
+        """Deliveries, newest first, filtered by status and subscriber."""
+
+
+class IWebhookSender(Interface):
+    """Makes one HTTP attempt of a delivery and says what happened; never raises."""
+
+    def attempt(delivery: Delivery, subscriber: Subscriber) -> Deferred[Attempt]:
+        """POST the delivery to the subscriber (signed now) and classify the answer."""

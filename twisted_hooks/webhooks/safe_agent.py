@@ -329,14 +329,14 @@ def safe_agent(
         reactor=reactor,
         policy=RecipientPolicy() if policy is None else policy,
         tls_policy=(
-            BrowserLikePolicyForHTTPS()  # type: ignore[no-untyped-call]  # Twisted's own
+            BrowserLikePolicyForHTTPS()  # Twisted's own
             if tls_policy is None
             else tls_policy
         ),
         connect_timeout=connect_timeout,
         resolve_timeout=resolve_timeout,
     )
-    agent: IAgent = Agent.usingEndpointFactory(  # type: ignore[no-untyped-call]  # Twisted's
+    agent: IAgent = Agent.usingEndpointFactory(  # Twisted's
         reactor, factory, pool=pool
     )
     return agent

@@ -1,0 +1,654 @@
+"""
+The webhook application: :class:`Hooks`.
+
+``Hooks`` owns the pieces of the main path and wires them together::
+
+    Hooks.send ──> EventDispatcher.fire_event ──> WebhookHandler (a handler in a phase)
+      ──> subscriber stores: pattern match ──> one Delivery per subscriber
+      ──> delivery store: enqueue ──> Scheduler ──> HTTPSender ──> record, callbacks,
+          operational events
+
+Webhook events are fired on the application's dispatcher with the details ``name`` (the
+event name), ``kind`` (``"webhook"``) and ``owner`` (the sender's identity), so
+in-process handlers can subscribe to them like to any event. The application's own
+operational events (``webhook.delivery.failed``, ``webhook.delivery.dead``,
+``webhook.endpoint.disabled``) are fired with ``kind="operational"``; the webhook handler
+ignores them, so they never become webhooks themselves.
+"""
+
+from __future__ import annotations
+
+import random
+import secrets
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import attrs
+from twisted.application.service import MultiService
+from twisted.internet.defer import Deferred, DeferredList, fail, succeed
+from twisted.internet.interfaces import IReactorTCP, IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from twisted_hooks.dispatcher import EventDispatcher, FireResult
+from twisted_hooks.interfaces import IDeliveryStore, ISubscriberStore, IWebhookSender
+from twisted_hooks.webhooks.buffer import BufferState, EventBuffer
+from twisted_hooks.webhooks.delivery import (
+    DEAD,
+    DELIVERED,
+    Attempt,
+    Delivery,
+    DeliveryUpdate,
+    ErrorKind,
+    MemoryDeliveryStore,
+)
+from twisted_hooks.webhooks.encoding import JSON, EncodingError, encode_body
+from twisted_hooks.webhooks.events import (
+    Event,
+    Request,
+    SendOptions,
+    SendResult,
+    WebhookEvent,
+)
+from twisted_hooks.webhooks.patterns import pattern_matches, validate_event_name
+from twisted_hooks.webhooks.retry import RetryPolicy
+from twisted_hooks.webhooks.scheduler import Scheduler
+from twisted_hooks.webhooks.sender import HTTPSender
+from twisted_hooks.webhooks.subscribers import (
+    MemorySubscriberStore,
+    Subscriber,
+    SubscriberNotFound,
+    parse_subscribers,
+    resolve_subscribers,
+    sender_ident,
+)
+from twisted_hooks.webhooks.validators import RecipientPolicy
+
+__all__ = [
+    "BACKENDS",
+    "KEYWORDS",
+    "OPERATIONAL",
+    "WEBHOOK",
+    "Hooks",
+    "HooksNotRunning",
+    "OperationalEvent",
+    "Settings",
+    "WebhookHandler",
+]
+
+#: The dispatcher keywords webhook and operational events are fired with.
+KEYWORDS: tuple[str, ...] = ("name", "kind", "owner")
+#: The ``kind`` of published webhook events.
+WEBHOOK = "webhook"
+#: The ``kind`` of the application's own operational events.
+OPERATIONAL = "operational"
+#: The backends an event may name (Thorn's ``dispatcher`` argument).
+BACKENDS: frozenset[str] = frozenset({"default", "disabled"})
+
+_log = Logger(namespace="twisted_hooks.webhooks")
+
+
+class HooksNotRunning(RuntimeError):
+    """A send reached an application that is not started (or is stopping)."""
+
+
+def _positive(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
+    if not value > 0:
+        raise ValueError(f"{attribute.name} must be positive, got {value!r}")
+
+
+def _at_least_one(instance: object, attribute: attrs.Attribute[int], value: int) -> None:
+    if isinstance(value, bool) or value < 1:
+        raise ValueError(f"{attribute.name} must be at least 1, got {value!r}")
+
+
+def _backend(instance: object, attribute: attrs.Attribute[str], value: str) -> None:
+    if value not in BACKENDS:
+        raise ValueError(f"backend must be one of {sorted(BACKENDS)!r}, got {value!r}")
+
+
+@attrs.frozen
+class Settings:
+    """
+    The application's defaults.
+
+    :ivar timeout: the deadline of one attempt (connect, headers and body), in seconds.
+        Thorn's default was 3 s, which slow receivers miss; we use 10 s.
+    :ivar retry: the default retry policy.
+    :ivar policy: the recipient policy (validators and allow-listed networks).
+    :ivar max_concurrency: attempts under way at once, in all.
+    :ivar max_per_host: attempts under way at once to one host.
+    :ivar max_response_body: response bytes read before the connection is dropped.
+    :ivar lease: seconds a claimed delivery is leased; at least the timeout plus a margin.
+    :ivar batch: the most deliveries claimed at once.
+    :ivar poll_interval: seconds between claims for stores shared with other processes.
+    :ivar phase: the dispatcher phase the webhook handler runs in.
+    :ivar backend: ``"default"`` (deliver) or ``"disabled"`` (deliver nothing).
+    """
+
+    timeout: float = attrs.field(default=10.0, validator=_positive)
+    retry: RetryPolicy = attrs.field(factory=RetryPolicy)
+    policy: RecipientPolicy = attrs.field(factory=RecipientPolicy)
+    max_concurrency: int = attrs.field(default=256, validator=_at_least_one)
+    max_per_host: int = attrs.field(default=16, validator=_at_least_one)
+    max_response_body: int = 64 * 1024
+    lease: float = attrs.field(default=60.0, validator=_positive)
+    batch: int = attrs.field(default=100, validator=_at_least_one)
+    poll_interval: float | None = None
+    phase: str = "during"
+    backend: str = attrs.field(default="default", validator=_backend)
+
+    def __attrs_post_init__(self) -> None:
+        if self.lease <= self.timeout:
+            raise ValueError(
+                f"lease ({self.lease:g} s) must be longer than the attempt timeout "
+                f"({self.timeout:g} s), or a delivery could be claimed twice"
+            )
+
+
+@attrs.frozen
+class OperationalEvent:
+    """
+    An event the application fires about its own work.
+
+    :ivar name: ``webhook.delivery.failed``, ``webhook.delivery.dead`` or
+        ``webhook.endpoint.disabled``.
+    :ivar delivery: the delivery concerned.
+    :ivar attempt: the attempt that caused it.
+    :ivar reason: a sentence for people.
+    """
+
+    name: str
+    delivery: Delivery
+    attempt: Attempt
+    reason: str
+
+
+@attrs.frozen
+class _Pending:
+    """What the application remembers about a delivery of its own until it ends."""
+
+    event: WebhookEvent
+    options: SendOptions
+
+
+class WebhookHandler:
+    """
+    The dispatcher handler that turns webhook events into deliveries.
+
+    :param hooks: the application it works for.
+    """
+
+    def __init__(self, hooks: Hooks) -> None:
+        self._hooks = hooks
+
+    def __call__(self, event: WebhookEvent) -> Deferred[SendResult]:
+        """Find the subscribers of ``event``, make and enqueue its deliveries."""
+        return Deferred.fromCoroutine(self._hooks._deliver(event))
+
+
+class Hooks(MultiService):
+    """
+    The webhook application: send events, manage subscribers, deliver.
+
+    :param reactor: the reactor; the global one if ``None`` (looked up now).
+    :param settings: defaults; see :class:`Settings`.
+    :param dispatcher: the dispatcher to fire events on; a new one if ``None``. It must
+        allow the keywords :data:`KEYWORDS` and have the phase ``settings.phase``.
+    :param subscribers: the subscriber store; in memory if ``None``.
+    :param deliveries: the delivery store; in memory (the ``default`` backend) if ``None``.
+    :param sender: makes HTTP attempts; an :class:`HTTPSender` from the settings if ``None``.
+    :param static_subscribers: subscribers in Thorn's ``THORN_SUBSCRIBERS`` shapes.
+    :param default_secret: the secret of static subscribers given without one; a random
+        one (readable as :attr:`default_secret`) if ``None``.
+    :param rng: the source of retry jitter.
+
+    It is an :class:`~twisted.application.service.IService`: start it (``startService``,
+    or as part of a service tree) before sending; stopping it lets attempts under way
+    finish.
+    """
+
+    def __init__(
+        self,
+        reactor: Any = None,
+        *,
+        settings: Settings | None = None,
+        dispatcher: EventDispatcher | None = None,
+        subscribers: ISubscriberStore | None = None,
+        deliveries: IDeliveryStore | None = None,
+        sender: IWebhookSender | None = None,
+        static_subscribers: Mapping[str, object] | None = None,
+        default_secret: str | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        if reactor is None:
+            from twisted.internet import reactor as global_reactor
+
+            reactor = global_reactor
+        self._reactor: IReactorTime = reactor
+        self.settings = settings if settings is not None else Settings()
+        if dispatcher is None:
+            dispatcher = EventDispatcher(KEYWORDS, reactor=reactor)
+        missing = set(KEYWORDS) - dispatcher.allowed_match_spec_keywords
+        if missing:
+            raise ValueError(f"the dispatcher must allow the keywords {sorted(missing)!r}")
+        if self.settings.phase not in dispatcher.phases:
+            raise ValueError(
+                f"the dispatcher has no phase {self.settings.phase!r}; its phases are "
+                f"{dispatcher.phases!r}"
+            )
+        self.dispatcher = dispatcher
+        self.subscribers: ISubscriberStore = (
+            subscribers if subscribers is not None else MemorySubscriberStore()
+        )
+        self.deliveries: IDeliveryStore = (
+            deliveries if deliveries is not None else MemoryDeliveryStore()
+        )
+        if sender is None:
+            tcp: IReactorTCP = reactor
+            sender = HTTPSender(
+                tcp,
+                self.settings.policy,
+                max_concurrency=self.settings.max_concurrency,
+                max_per_host=self.settings.max_per_host,
+                max_response_body=self.settings.max_response_body,
+            )
+        self.sender = sender
+        self.default_secret = (
+            default_secret if default_secret is not None else "whsec_" + secrets.token_urlsafe(32)
+        )
+        static, callables = parse_subscribers(static_subscribers or {}, self.default_secret)
+        self._static = MemorySubscriberStore(static)
+        self._static_callables = callables
+        self.scheduler = Scheduler(
+            self.deliveries,
+            self._attempt,
+            reactor,
+            self._on_update,
+            max_in_flight=self.settings.max_concurrency,
+            lease=self.settings.lease,
+            batch=self.settings.batch,
+            poll_interval=self.settings.poll_interval,
+            rng=rng,
+        )
+        self.scheduler.setServiceParent(self)  # type: ignore[no-untyped-call]
+        self._pending: dict[str, _Pending] = {}
+        self._unfinished = 0
+        self._drain_waiters: list[Deferred[None]] = []
+        self._buffer: BufferState[tuple[WebhookEvent, Deferred[SendResult]]] = BufferState()
+        self._accepting = False
+        self._handler = WebhookHandler(self)
+        self._handler_id: int = dispatcher.add_event_handler(  # type: ignore[assignment]
+            self._handler, self.settings.phase, use_weakref=False, kind=WEBHOOK
+        ).result
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def startService(self) -> None:
+        """Start the dispatcher and the scheduler; sends are accepted from now on."""
+        self.dispatcher.start()
+        self._accepting = True
+        super().startService()  # type: ignore[no-untyped-call]
+
+    def stopService(self) -> Deferred[None]:
+        """
+        Refuse new sends, let the attempts under way finish and be recorded, then stop the
+        dispatcher and close idle connections. Deliveries not yet attempted stay in the
+        delivery store (lost with the process for the in-memory store).
+        """
+        self._accepting = False
+        d: Deferred[Any] = super().stopService()  # type: ignore[no-untyped-call]
+        d.addCallback(lambda _: self.dispatcher.stop())
+        close = getattr(self.sender, "close", None)
+        if close is not None:
+            d.addCallback(lambda _: close())
+        return d.addCallback(lambda _: None)
+
+    def drain(self) -> Deferred[None]:
+        """A Deferred that fires once every delivery this application accepted has ended
+        (delivered or dead)."""
+        if self._unfinished == 0:
+            return succeed(None)
+        waiter: Deferred[None] = Deferred()
+        self._drain_waiters.append(waiter)
+        return waiter
+
+    @property
+    def unfinished(self) -> int:
+        """How many deliveries this application accepted that have not ended yet."""
+        return self._unfinished
+
+    # -- subscribers -------------------------------------------------------------------------
+
+    def subscribe(self, event: str, url: str, **fields: Any) -> Deferred[Subscriber]:
+        """
+        Add a subscriber of ``event`` (a pattern) at ``url``.
+
+        :param fields: other :class:`Subscriber` fields (``secret``, ``digest``,
+            ``content_type``, ``owner``, ``headers``, ...).
+        :raise ValueError: at once, for an invalid field.
+        :raise twisted_hooks.webhooks.validators.SecurityError: at once, for a URL the
+            recipient validators refuse without resolving it (scheme, port, literal
+            internal address).
+        """
+        subscriber = Subscriber(event=event, url=url, **fields)
+        self.settings.policy.check_url(url)
+        return self.subscribers.add(subscriber)
+
+    def unsubscribe(self, subscriber_id: str) -> Deferred[None]:
+        """Remove a subscriber; its pending deliveries end dead at their next attempt."""
+        return self.subscribers.remove(subscriber_id)
+
+    def event(self, name: str, **kwargs: Any) -> Event:
+        """An :class:`~twisted_hooks.webhooks.events.Event` bound to this application."""
+        return Event(name, app=self, **kwargs)
+
+    # -- sending -----------------------------------------------------------------------------
+
+    def send(
+        self,
+        name: str,
+        data: object,
+        sender: object = None,
+        *,
+        event_id: str | None = None,
+        options: SendOptions | None = None,
+    ) -> Deferred[SendResult]:
+        """
+        Publish an event: fire it on the dispatcher, whose webhook handler makes one
+        delivery per subscriber.
+
+        :param name: the event name.
+        :param data: the payload.
+        :param sender: who sends it (subscribers with an owner receive only their own).
+        :param event_id: the event's id; a new UUID if ``None``.
+        :param options: per-send settings.
+        :return: a Deferred firing a :class:`SendResult` once the deliveries are accepted.
+            Inside :meth:`buffer_events` it fires when the buffer is flushed.
+        :raise ValueError: at once, for an invalid name or backend.
+        :raise twisted_hooks.webhooks.encoding.EncodingError: at once, for data that cannot
+            be encoded as JSON.
+        """
+        validate_event_name(name)
+        options = options if options is not None else SendOptions()
+        if options.backend is not None and options.backend not in BACKENDS:
+            raise ValueError(
+                f"unknown backend {options.backend!r}; use one of {sorted(BACKENDS)!r}"
+            )
+        event = WebhookEvent(
+            name=name,
+            data=data,
+            sender=sender,
+            id=event_id if event_id is not None else str(uuid.uuid4()),
+            timestamp=self._reactor.seconds(),
+            options=options,
+        )
+        body = encode_body(data, JSON)  # fail now for data that cannot be sent at all
+        bodies = {JSON: body}
+        if self._buffer.depth:
+            waiter: Deferred[SendResult] = Deferred()
+            self._buffer.items.append((event, waiter))
+            self._buffer.since_flush += 1
+            self._bodies_cache[event.id] = bodies
+            return waiter
+        return self._fire(event, bodies)
+
+    @property
+    def _bodies_cache(self) -> dict[str, dict[str, bytes]]:
+        cache: dict[str, dict[str, bytes]] | None = self.__dict__.get("_bodies")
+        if cache is None:
+            cache = self.__dict__["_bodies"] = {}
+        return cache
+
+    def _fire(self, event: WebhookEvent, bodies: dict[str, bytes]) -> Deferred[SendResult]:
+        if not self._accepting:
+            return fail(
+                HooksNotRunning(
+                    f"event {event.name!r} was not sent: the application is not running "
+                    "(start it with startService(), or add it to a running service)"
+                )
+            )
+        self._bodies_cache[event.id] = bodies
+        d = self.dispatcher.fire_event(
+            event, name=event.name, kind=WEBHOOK, owner=sender_ident(event.sender)
+        )
+        return d.addCallback(self._send_result, event)
+
+    def _send_result(self, result: FireResult, event: WebhookEvent) -> SendResult:
+        self._bodies_cache.pop(event.id, None)
+        if result.dropped:
+            raise HooksNotRunning(f"event {event.name!r} was dropped: the dispatcher is stopped")
+        outcome = result.for_handler(self._handler_id)
+        if outcome is None:
+            raise RuntimeError("the webhook handler was removed from the dispatcher")
+        if outcome.failure is not None:
+            outcome.failure.raiseException()
+        assert isinstance(outcome.value, SendResult)
+        return outcome.value
+
+    def buffer_events(
+        self, flush_freq: int | None = None, flush_timeout: float | None = None
+    ) -> EventBuffer[tuple[WebhookEvent, Deferred[SendResult]]]:
+        """
+        Thorn's ``buffer_events``: hold sends until the outermost context exits.
+
+        Use it in the reactor thread (synchronous code uses
+        :meth:`twisted_hooks.sync.BlockingHooks.buffer_events`)::
+
+            with hooks.buffer_events(flush_freq=100, flush_timeout=2.0) as buffer:
+                for thing in things:
+                    hooks.send("thing.done", thing)
+                    buffer.maybe_flush()
+
+        Each held send's Deferred fires when its flush has made its deliveries; ``flush()``
+        returns a Deferred firing the list of :class:`SendResult` (or failures).
+        """
+        return EventBuffer(
+            self._buffer, self._flush, self._reactor.seconds, flush_freq, flush_timeout
+        )
+
+    def _flush(
+        self, items: list[tuple[WebhookEvent, Deferred[SendResult]]]
+    ) -> Deferred[list[Any]]:
+        results: list[Deferred[SendResult]] = []
+        for event, waiter in items:
+            bodies = self._bodies_cache.pop(event.id, {})
+            d = self._fire(event, bodies)
+            d.chainDeferred(waiter)
+            results.append(d)
+        return DeferredList(results, consumeErrors=True).addCallback(
+            lambda pairs: [value for _, value in pairs]
+        )
+
+    # -- the webhook handler's work ------------------------------------------------------------
+
+    def _candidates(self, event: WebhookEvent, owner: str | None) -> list[Subscriber]:
+        found: list[Subscriber] = []
+        for pattern, produce in self._static_callables:
+            if pattern_matches(pattern, event.name):
+                produced = produce(event.name, sender=event.sender)
+                found.extend(resolve_subscribers(event.name, produced, self.default_secret))
+        for source in event.options.subscribers:
+            produced = source(event.name, sender=event.sender) if callable(source) else source
+            found.extend(resolve_subscribers(event.name, produced, self.default_secret))
+        return [s for s in found if s.receives(owner)]
+
+    async def _deliver(self, event: WebhookEvent) -> SendResult:
+        options = event.options
+        backend = options.backend or self.settings.backend
+        if backend == "disabled":
+            return SendResult(event)
+        owner = sender_ident(event.sender)
+        stored = await self.subscribers.match(event.name, owner)
+        static = await self._static.match(event.name, owner)
+        extra = self._candidates(event, owner)
+        bodies = self._bodies_cache.get(event.id) or {}
+        now = self._reactor.seconds()
+        timeout = options.timeout if options.timeout is not None else self.settings.timeout
+        retry = options.retry if options.retry is not None else self.settings.retry
+        keepalive = options.allow_keepalive if options.allow_keepalive is not None else True
+        deliveries: list[Delivery] = []
+        skipped: list[tuple[str, str]] = []
+        seen: set[str] = set()
+        for group, refresh in ((stored, True), (static, False), (extra, False)):
+            for subscriber in group:
+                if subscriber.id in seen:
+                    continue
+                seen.add(subscriber.id)
+                body = bodies.get(subscriber.content_type)
+                if body is None:
+                    try:
+                        body = bodies[subscriber.content_type] = encode_body(
+                            event.data, subscriber.content_type
+                        )
+                    except EncodingError as error:
+                        _log.error(
+                            "event {event} cannot be sent to subscriber {subscriber_id}: {reason}",
+                            event=event.name,
+                            subscriber_id=subscriber.id,
+                            reason=str(error),
+                        )
+                        skipped.append((subscriber.id, str(error)))
+                        continue
+                deliveries.append(
+                    Delivery(
+                        id=str(uuid.uuid4()),
+                        event=event.name,
+                        event_id=event.id,
+                        subscriber=subscriber,
+                        body=body,
+                        created_at=now,
+                        next_attempt_at=now,
+                        retry=retry,
+                        timeout=timeout,
+                        allow_keepalive=keepalive,
+                        refresh_subscriber=refresh,
+                    )
+                )
+        if deliveries:
+            await self.deliveries.enqueue(deliveries)
+            if options.has_callbacks or options.policy is not None:
+                pending = _Pending(event, options)
+                for delivery in deliveries:
+                    self._pending[delivery.id] = pending
+            self._unfinished += len(deliveries)
+            self.scheduler.wake()
+        return SendResult(event, tuple(deliveries), tuple(skipped))
+
+    async def _attempt(self, delivery: Delivery) -> Attempt:
+        subscriber: Subscriber | None = delivery.subscriber
+        store = self.subscribers if delivery.refresh_subscriber else self._static
+        try:
+            subscriber = await store.get(delivery.subscriber.id)
+        except SubscriberNotFound:
+            subscriber = None if delivery.refresh_subscriber else delivery.subscriber
+        now = self._reactor.seconds()
+        if subscriber is None or not subscriber.active:
+            state = "removed" if subscriber is None else "deactivated"
+            return Attempt(
+                delivery_id=delivery.id,
+                number=delivery.attempts + 1,
+                started_at=now,
+                duration=0.0,
+                error_kind=ErrorKind.SUBSCRIBER,
+                error_message=f"subscriber {delivery.subscriber.id} was {state}",
+            )
+        pending = self._pending.get(delivery.id)
+        policy = pending.options.policy if pending is not None else None
+        if isinstance(self.sender, HTTPSender):
+            return await self.sender.attempt(delivery, subscriber, policy)
+        return await self.sender.attempt(delivery, subscriber)
+
+    def _on_update(self, delivery: Delivery, update: DeliveryUpdate) -> None:
+        attempt = update.attempt
+        pending = self._pending.get(delivery.id)
+        if pending is not None:
+            self._callbacks(pending, delivery, attempt)
+        if attempt.error_kind == ErrorKind.GONE:
+            self._deactivate(delivery, attempt)
+        if not attempt.succeeded:
+            _log.info(
+                "attempt {number} of {delivery_id} to {url} failed: {error}",
+                number=attempt.number,
+                delivery_id=delivery.id,
+                url=delivery.subscriber.url,
+                error=attempt.error_message,
+            )
+            self._operational("webhook.delivery.failed", delivery, attempt, attempt.error_message)
+        if update.status == DEAD:
+            _log.warn(
+                "delivery {delivery_id} of {event} to {url} is dead after {number} attempt(s): "
+                "{error}",
+                delivery_id=delivery.id,
+                event=delivery.event,
+                url=delivery.subscriber.url,
+                number=attempt.number,
+                error=attempt.error_message,
+            )
+            self._operational("webhook.delivery.dead", delivery, attempt, attempt.error_message)
+        if update.status in (DELIVERED, DEAD):
+            self._pending.pop(delivery.id, None)
+            self._unfinished = max(0, self._unfinished - 1)
+            if self._unfinished == 0 and self._drain_waiters:
+                waiters, self._drain_waiters = self._drain_waiters, []
+                for waiter in waiters:
+                    waiter.callback(None)
+
+    def _callbacks(self, pending: _Pending, delivery: Delivery, attempt: Attempt) -> None:
+        options = pending.options
+        request = Request(
+            delivery=delivery,
+            subscriber=delivery.subscriber,
+            attempt=attempt,
+            data=pending.event.data,
+            sender=pending.event.sender,
+        )
+        exception: BaseException = attempt.exception or RuntimeError(attempt.error_message)
+        try:
+            if attempt.succeeded:
+                if options.on_success is not None:
+                    options.on_success(request)
+            elif attempt.error_kind == ErrorKind.TIMEOUT and options.on_timeout is not None:
+                options.on_timeout(request, exception)
+            elif options.on_error is not None:
+                options.on_error(request, exception)
+        except Exception:
+            _log.failure(
+                "a send callback failed for delivery {delivery_id}", delivery_id=delivery.id
+            )
+
+    def _deactivate(self, delivery: Delivery, attempt: Attempt) -> None:
+        store = self.subscribers if delivery.refresh_subscriber else self._static
+
+        def done(result: object) -> None:
+            if isinstance(result, Failure):
+                _log.failure(
+                    "could not deactivate subscriber {subscriber_id}",
+                    result,
+                    subscriber_id=delivery.subscriber.id,
+                )
+                return
+            self._operational(
+                "webhook.endpoint.disabled",
+                delivery,
+                attempt,
+                "the endpoint answered 410 Gone; the subscription is deactivated",
+            )
+
+        store.deactivate(delivery.subscriber.id).addBoth(done)
+
+    def _operational(
+        self, name: str, delivery: Delivery, attempt: Attempt, reason: str | None
+    ) -> None:
+        if not self.dispatcher.running:
+            return
+        event = OperationalEvent(name, delivery, attempt, reason or "")
+        self.dispatcher.fire_event(event, name=name, kind=OPERATIONAL)
+
+    # -- inspection ------------------------------------------------------------------------------
+
+    def static_subscribers(self) -> Deferred[Sequence[Subscriber]]:
+        """The static subscribers (from configuration)."""
+        return self._static.list()

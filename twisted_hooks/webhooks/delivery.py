@@ -1,0 +1,359 @@
+"""
+Deliveries, attempts, and the in-memory delivery store.
+
+A :class:`Delivery` is one event on its way to one subscriber. It is created once, with a
+stable id (the ``Hook-Delivery`` and ``webhook-id`` headers of every attempt), and moves
+through these states::
+
+    pending ──claim──> in_flight ──2xx──> delivered
+                          │  ├──failure, retries left──> retrying ──due──> in_flight ...
+                          │  └──failure, none left / 410 / refused──> dead
+                          └──lease expired (crash)──> claimed again
+
+:class:`Attempt` records one HTTP try; :func:`decide` turns an attempt into a
+:class:`DeliveryUpdate` following the retry policy. :class:`MemoryDeliveryStore` is the
+``default`` backend's store.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import random
+from collections import deque
+from collections.abc import Sequence
+
+import attrs
+from twisted.internet.defer import Deferred, fail, succeed
+from zope.interface import implementer
+
+from twisted_hooks.interfaces import IDeliveryStore
+from twisted_hooks.webhooks.retry import RetryPolicy
+from twisted_hooks.webhooks.subscribers import Subscriber
+
+__all__ = [
+    "DEAD",
+    "DELIVERED",
+    "IN_FLIGHT",
+    "PENDING",
+    "RETRYING",
+    "STATUSES",
+    "Attempt",
+    "Delivery",
+    "DeliveryNotFound",
+    "DeliveryUpdate",
+    "ErrorKind",
+    "MemoryDeliveryStore",
+    "decide",
+]
+
+#: Waiting for its first attempt.
+PENDING = "pending"
+#: Claimed under a lease; an attempt is under way.
+IN_FLIGHT = "in_flight"
+#: A 2xx answer was received. Final.
+DELIVERED = "delivered"
+#: An attempt failed; the next one is due at ``next_attempt_at``.
+RETRYING = "retrying"
+#: No attempt is left, the subscriber is gone, or the recipient was refused. Final, but
+#: kept, visible and replayable.
+DEAD = "dead"
+#: Every status, in lifecycle order.
+STATUSES: tuple[str, ...] = (PENDING, IN_FLIGHT, RETRYING, DELIVERED, DEAD)
+
+
+class ErrorKind:
+    """The kinds of failed attempt, as stored in :attr:`Attempt.error_kind`."""
+
+    #: The deadline (connect, headers and body together) passed.
+    TIMEOUT = "timeout"
+    #: The connection could not be made, or broke.
+    CONNECTION = "connection"
+    #: The host name did not resolve.
+    DNS = "dns"
+    #: A non-2xx status other than those below.
+    STATUS = "status"
+    #: A 3xx answer: redirects are not followed.
+    REDIRECT = "redirect"
+    #: 410 Gone: the subscription is deactivated, the delivery dead.
+    GONE = "gone"
+    #: The recipient was refused by the recipient validators. Not retried.
+    SECURITY = "security"
+    #: The response body was larger than the cap.
+    BODY_TOO_LARGE = "body_too_large"
+    #: The subscriber was removed or deactivated before the attempt.
+    SUBSCRIBER = "subscriber"
+    #: Anything else (a bug); retried.
+    INTERNAL = "internal"
+
+    #: Kinds that end the delivery at once, whatever retries are left.
+    PERMANENT: frozenset[str] = frozenset({GONE, SECURITY, SUBSCRIBER})
+
+
+@attrs.frozen
+class Attempt:
+    """
+    One HTTP attempt of a delivery.
+
+    :ivar delivery_id: the delivery it belongs to.
+    :ivar number: 1 for the first attempt, 2 for the first retry, ...
+    :ivar started_at: when it started, seconds since the epoch.
+    :ivar duration: seconds from start to the end of the body (or the failure).
+    :ivar status_code: the HTTP status, or ``None`` when no answer came.
+    :ivar error_kind: ``None`` for a success, else one of :class:`ErrorKind`'s values.
+    :ivar error_message: what went wrong, for people.
+    :ivar response_body: the first 4 KiB of the response body.
+    :ivar retry_after: seconds asked for by a ``Retry-After`` header (429 and 503 only).
+    :ivar exception: the exception behind a failure, for callbacks; not stored durably.
+    """
+
+    delivery_id: str
+    number: int
+    started_at: float
+    duration: float
+    status_code: int | None = None
+    error_kind: str | None = None
+    error_message: str | None = None
+    response_body: bytes = b""
+    retry_after: float | None = None
+    exception: BaseException | None = attrs.field(default=None, eq=False, repr=False)
+
+    @property
+    def succeeded(self) -> bool:
+        """``True`` for a 2xx answer."""
+        return self.error_kind is None
+
+
+@attrs.frozen
+class Delivery:
+    """
+    One event on its way to one subscriber.
+
+    :ivar id: stable across retries and restarts: ``Hook-Delivery`` and ``webhook-id``.
+    :ivar event: the event name (``Hook-Event``).
+    :ivar event_id: the id of the published event; every delivery of one send shares it.
+    :ivar subscriber: the subscriber as it was when the delivery was made; its current
+        state is looked up again before each attempt.
+    :ivar body: the encoded body, in the subscriber's content type.
+    :ivar created_at: when it was made, seconds since the epoch.
+    :ivar next_attempt_at: when the next attempt is due.
+    :ivar retry: the retry policy.
+    :ivar timeout: the deadline of one attempt, in seconds.
+    :ivar allow_keepalive: ``False`` closes the connection after each attempt.
+    :ivar refresh_subscriber: ``True`` when the subscriber comes from the subscriber store:
+        it is looked up again before each attempt, and a removed or deactivated subscriber
+        ends the delivery. Static and per-event subscribers use their snapshot.
+    :ivar attempts: attempts made so far.
+    :ivar status: one of :data:`STATUSES`.
+    :ivar lease_expires_at: while in flight, when another claimer may take it.
+    :ivar last_error: the last attempt's error message, if it failed.
+    """
+
+    id: str
+    event: str
+    event_id: str
+    subscriber: Subscriber
+    body: bytes
+    created_at: float
+    next_attempt_at: float
+    retry: RetryPolicy = attrs.field(factory=RetryPolicy)
+    timeout: float = 10.0
+    allow_keepalive: bool = True
+    refresh_subscriber: bool = True
+    attempts: int = 0
+    status: str = PENDING
+    lease_expires_at: float | None = None
+    last_error: str | None = None
+
+    @property
+    def finished(self) -> bool:
+        """``True`` once delivered or dead."""
+        return self.status in (DELIVERED, DEAD)
+
+
+@attrs.frozen
+class DeliveryUpdate:
+    """
+    What an attempt changed: the delivery's new status and, for a retry, when.
+
+    :ivar delivery_id: the delivery.
+    :ivar status: :data:`DELIVERED`, :data:`RETRYING` or :data:`DEAD`.
+    :ivar attempt: the attempt that led here.
+    :ivar next_attempt_at: when the retry is due (``RETRYING`` only).
+    """
+
+    delivery_id: str
+    status: str
+    attempt: Attempt
+    next_attempt_at: float | None = None
+
+
+def decide(delivery: Delivery, attempt: Attempt, now: float, rng: random.Random) -> DeliveryUpdate:
+    """
+    Turn an attempt into the delivery's next state.
+
+    A 2xx is delivered. 410 Gone, a refused recipient or a vanished subscriber is dead at
+    once. Anything else is retried on the delivery's policy (``Retry-After`` honoured up
+    to its cap) until no retry is left, and then dead.
+    """
+    if attempt.error_kind is None:
+        return DeliveryUpdate(delivery.id, DELIVERED, attempt)
+    if attempt.error_kind in ErrorKind.PERMANENT:
+        return DeliveryUpdate(delivery.id, DEAD, attempt)
+    delay = delivery.retry.next_delay(attempt.number, rng, attempt.retry_after)
+    if delay is None:
+        return DeliveryUpdate(delivery.id, DEAD, attempt)
+    return DeliveryUpdate(delivery.id, RETRYING, attempt, now + delay)
+
+
+class DeliveryNotFound(KeyError):
+    """No delivery has the id asked for."""
+
+    def __str__(self) -> str:
+        return f"no delivery with id {self.args[0]!r}"
+
+
+@implementer(IDeliveryStore)
+class MemoryDeliveryStore:
+    """
+    Deliveries kept in memory: the ``default`` backend.
+
+    Due deliveries sit in a heap ordered by due time; claims pop it, leases expire like a
+    durable store's. Finished deliveries are kept for inspection up to ``keep_finished``
+    (oldest dropped first), and each delivery keeps its last ``keep_attempts`` attempts.
+    Every method returns an already-fired Deferred.
+    """
+
+    durable = False
+
+    def __init__(self, keep_finished: int = 10_000, keep_attempts: int = 20) -> None:
+        self._deliveries: dict[str, Delivery] = {}
+        self._attempts: dict[str, deque[Attempt]] = {}
+        self._due: list[tuple[float, int, str]] = []
+        self._order = itertools.count()
+        self._finished: deque[str] = deque()
+        self._keep_finished = keep_finished
+        self._keep_attempts = keep_attempts
+
+    def __len__(self) -> int:
+        """How many deliveries are held (unfinished ones and the kept finished ones)."""
+        return len(self._deliveries)
+
+    def pending_count(self) -> int:
+        """How many deliveries are not finished yet."""
+        return len(self._deliveries) - len(self._finished)
+
+    def _schedule(self, when: float, delivery_id: str) -> None:
+        heapq.heappush(self._due, (when, next(self._order), delivery_id))
+
+    def enqueue(self, deliveries: Sequence[Delivery]) -> Deferred[None]:
+        """Hold new deliveries, due at their ``next_attempt_at``."""
+        for delivery in deliveries:
+            if delivery.id in self._deliveries:
+                return fail(ValueError(f"delivery {delivery.id!r} is already stored"))
+        for delivery in deliveries:
+            self._deliveries[delivery.id] = delivery
+            self._schedule(delivery.next_attempt_at, delivery.id)
+        return succeed(None)
+
+    def claim(self, now: float, limit: int, lease: float) -> Deferred[Sequence[Delivery]]:
+        """Take up to ``limit`` due deliveries (expired leases included), leased until
+        ``now + lease``."""
+        claimed: list[Delivery] = []
+        due = self._due
+        while due and len(claimed) < limit and due[0][0] <= now:
+            when, _, delivery_id = heapq.heappop(due)
+            delivery = self._deliveries.get(delivery_id)
+            if delivery is None or not self._claimable(delivery, when):
+                continue  # stale heap entry: the delivery moved on since
+            leased = attrs.evolve(delivery, status=IN_FLIGHT, lease_expires_at=now + lease)
+            self._deliveries[delivery_id] = leased
+            self._schedule(now + lease, delivery_id)
+            claimed.append(leased)
+        return succeed(claimed)
+
+    @staticmethod
+    def _claimable(delivery: Delivery, when: float) -> bool:
+        if delivery.status in (PENDING, RETRYING):
+            return delivery.next_attempt_at == when
+        if delivery.status == IN_FLIGHT:
+            return delivery.lease_expires_at == when
+        return False
+
+    def record(self, updates: Sequence[DeliveryUpdate]) -> Deferred[None]:
+        """Apply attempt outcomes."""
+        for update in updates:
+            delivery = self._deliveries.get(update.delivery_id)
+            if delivery is None:
+                continue
+            attempts = self._attempts.get(update.delivery_id)
+            if attempts is None:
+                attempts = self._attempts[update.delivery_id] = deque(maxlen=self._keep_attempts)
+            attempts.append(update.attempt)
+            changed = attrs.evolve(
+                delivery,
+                status=update.status,
+                attempts=max(delivery.attempts, update.attempt.number),
+                lease_expires_at=None,
+                last_error=update.attempt.error_message,
+                next_attempt_at=(
+                    update.next_attempt_at
+                    if update.next_attempt_at is not None
+                    else delivery.next_attempt_at
+                ),
+            )
+            self._deliveries[update.delivery_id] = changed
+            if update.status == RETRYING:
+                assert update.next_attempt_at is not None
+                self._schedule(update.next_attempt_at, update.delivery_id)
+            elif changed.finished:
+                self._finish(update.delivery_id)
+        return succeed(None)
+
+    def _finish(self, delivery_id: str) -> None:
+        self._finished.append(delivery_id)
+        while len(self._finished) > self._keep_finished:
+            old = self._finished.popleft()
+            self._deliveries.pop(old, None)
+            self._attempts.pop(old, None)
+
+    def next_due(self) -> Deferred[float | None]:
+        """The earliest due time in the heap (stale entries are dropped first)."""
+        due = self._due
+        while due:
+            when, _, delivery_id = due[0]
+            delivery = self._deliveries.get(delivery_id)
+            if delivery is not None and self._claimable(delivery, when):
+                return succeed(when)
+            heapq.heappop(due)
+        return succeed(None)
+
+    def get(self, delivery_id: str) -> Deferred[Delivery]:
+        """A delivery by id; fails with :class:`DeliveryNotFound`."""
+        delivery = self._deliveries.get(delivery_id)
+        if delivery is None:
+            return fail(DeliveryNotFound(delivery_id))
+        return succeed(delivery)
+
+    def attempts(self, delivery_id: str) -> Deferred[Sequence[Attempt]]:
+        """The attempts kept for a delivery, oldest first."""
+        if delivery_id not in self._deliveries:
+            return fail(DeliveryNotFound(delivery_id))
+        return succeed(list(self._attempts.get(delivery_id, ())))
+
+    def list(
+        self, status: str | None = None, subscriber_id: str | None = None, limit: int = 100
+    ) -> Deferred[Sequence[Delivery]]:
+        """Held deliveries, newest first, filtered by status and subscriber."""
+        if status is not None and status not in STATUSES:
+            return fail(ValueError(f"unknown status {status!r}; use one of {STATUSES!r}"))
+        found: list[Delivery] = []
+        for delivery in reversed(self._deliveries.values()):
+            if status is not None and delivery.status != status:
+                continue
+            if subscriber_id is not None and delivery.subscriber.id != subscriber_id:
+                continue
+            found.append(delivery)
+            if len(found) >= limit:
+                break
+        return succeed(found)

@@ -1,0 +1,167 @@
+"""
+When a failed delivery is tried again.
+
+The default schedule is close to the Standard Webhooks recommendation: after the first
+attempt fails, retries come 5 seconds, 5 minutes, 30 minutes, 2 hours, 5 hours, 10 hours
+and 10 hours later (eight attempts in all, about 27.5 hours), each delay spread by
+±20 % jitter so that a recovering endpoint is not hit by every retry at once.
+
+Thorn's ``retry``, ``retry_max`` and ``retry_delay`` map onto the same policy
+(:meth:`RetryPolicy.from_thorn`): ``retry=False`` gives one attempt and no retry;
+``retry_max=N, retry_delay=D`` gives N retries D seconds apart (with the same jitter).
+
+A ``Retry-After`` answer (to a 429 or 503) delays the next attempt to at least that many
+seconds, capped by :attr:`RetryPolicy.retry_after_cap`, so a hostile or confused endpoint
+cannot park a delivery for a year.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import math
+import random
+from collections.abc import Iterable
+
+import attrs
+
+__all__ = [
+    "DEFAULT_SCHEDULE",
+    "THORN_RETRY_DELAY",
+    "THORN_RETRY_MAX",
+    "RetryPolicy",
+    "parse_retry_after",
+]
+
+#: The default delays, in seconds, before each retry.
+DEFAULT_SCHEDULE: tuple[float, ...] = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
+
+#: Thorn's default ``retry_max`` (``THORN_RETRY_MAX``), used when only ``retry_delay`` is given.
+THORN_RETRY_MAX = 10
+#: Thorn's default ``retry_delay`` (``THORN_RETRY_DELAY``), used when only ``retry_max`` is given.
+THORN_RETRY_DELAY = 60.0
+
+
+def _delays(value: Iterable[float]) -> tuple[float, ...]:
+    delays = tuple(float(d) for d in value)
+    for delay in delays:
+        if not math.isfinite(delay) or delay < 0:
+            raise ValueError(f"retry delays must be finite and not negative, got {delay!r}")
+    return delays
+
+
+def _check_fraction(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
+    if not 0 <= value < 1:
+        raise ValueError(f"{attribute.name} must be at least 0 and below 1, got {value!r}")
+
+
+def _check_cap(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"{attribute.name} must be finite and not negative, got {value!r}")
+
+
+@attrs.frozen
+class RetryPolicy:
+    """
+    The retry schedule of a delivery.
+
+    :ivar delays: the delay in seconds before each retry; its length is the number of
+        retries, so a delivery gets ``len(delays) + 1`` attempts.
+    :ivar jitter: each delay is multiplied by a random factor in ``[1 - jitter, 1 + jitter]``.
+    :ivar retry_after_cap: the most a ``Retry-After`` answer may delay the next attempt.
+    """
+
+    delays: tuple[float, ...] = attrs.field(default=DEFAULT_SCHEDULE, converter=_delays)
+    jitter: float = attrs.field(default=0.2, validator=_check_fraction)
+    retry_after_cap: float = attrs.field(default=3600.0, validator=_check_cap)
+
+    @property
+    def max_attempts(self) -> int:
+        """How many attempts a delivery gets in all."""
+        return len(self.delays) + 1
+
+    @classmethod
+    def from_thorn(
+        cls,
+        retry: bool | None = None,
+        retry_max: int | None = None,
+        retry_delay: float | None = None,
+        default: RetryPolicy | None = None,
+    ) -> RetryPolicy:
+        """
+        The policy Thorn's event arguments describe.
+
+        With none of them given, ``default`` (or the default schedule). ``retry=False``:
+        no retries. Otherwise ``retry_max`` retries (Thorn's default 10) every
+        ``retry_delay`` seconds (Thorn's default 60), keeping ``default``'s jitter and cap.
+
+        :raise ValueError: for a negative ``retry_max`` or ``retry_delay``.
+        """
+        base = default if default is not None else cls()
+        if retry is False:
+            return attrs.evolve(base, delays=())
+        if retry_max is None and retry_delay is None:
+            return base
+        count = THORN_RETRY_MAX if retry_max is None else retry_max
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            raise ValueError(f"retry_max must be a whole number of at least 0, got {count!r}")
+        delay = THORN_RETRY_DELAY if retry_delay is None else retry_delay
+        return attrs.evolve(base, delays=(delay,) * count)
+
+    def next_delay(
+        self,
+        attempts_made: int,
+        rng: random.Random,
+        retry_after: float | None = None,
+    ) -> float | None:
+        """
+        Seconds to wait before the next attempt, or ``None`` when none is left.
+
+        :param attempts_made: attempts already made, the failed one included (1 or more).
+        :param rng: the source of jitter (inject a seeded one in tests).
+        :param retry_after: seconds asked for by a ``Retry-After`` header, if any.
+        """
+        if attempts_made < 1:
+            raise ValueError(f"attempts_made must be at least 1, got {attempts_made!r}")
+        if attempts_made > len(self.delays):
+            return None
+        delay = self.delays[attempts_made - 1]
+        if self.jitter:
+            delay *= rng.uniform(1 - self.jitter, 1 + self.jitter)
+        if retry_after is not None:
+            delay = max(delay, min(retry_after, self.retry_after_cap))
+        return delay
+
+    def as_dict(self) -> dict[str, object]:
+        """The policy as JSON-ready data (for durable stores)."""
+        return {
+            "delays": list(self.delays),
+            "jitter": self.jitter,
+            "retry_after_cap": self.retry_after_cap,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, object]) -> RetryPolicy:
+        """The inverse of :meth:`as_dict`."""
+        return cls(**data)  # type: ignore[arg-type]
+
+
+def parse_retry_after(value: str | None, now: float) -> float | None:
+    """
+    Seconds asked for by a ``Retry-After`` header value, or ``None`` if it is absent or
+    unreadable.
+
+    Both forms of RFC 9110 are read: a number of seconds, or an HTTP date (compared with
+    ``now``, seconds since the epoch). A date in the past gives 0.
+    """
+    if value is None:
+        return None
+    text = value.strip()
+    if text.isdigit():
+        return float(text)
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None or when.tzinfo is None:
+        return None
+    return max(0.0, when.timestamp() - now)

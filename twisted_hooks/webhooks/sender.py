@@ -1,0 +1,501 @@
+"""
+The HTTP side of a delivery: one signed POST, bounded in time and size, classified.
+
+:class:`HTTPSender` makes every attempt through one :class:`treq.client.HTTPClient` on our
+own connection pool, whose connections are opened by
+:class:`~twisted_hooks.webhooks.safe_agent.SafeEndpointFactory` (the recipient validators
+run on every address the host resolves to, and the connection goes to a vetted address).
+
+- Concurrency is capped globally and per host (scheme, host, port) by our semaphores; the
+  pool keeps as many idle connections per host as the per-host cap, for 50 seconds.
+- One deadline covers connecting, sending, the response headers and the body.
+- The body is read up to ``max_response_body`` bytes (the first 4 KiB are kept for the
+  attempt record); past that the connection is aborted. Content encodings are not
+  decoded (``Accept-Encoding: identity``), so a small compressed body cannot expand.
+- Redirects are not followed; cookies are neither stored nor sent.
+- Both header sets are signed at each attempt: Thorn's ``Hook-*`` headers and the
+  Standard Webhooks ``webhook-*`` trio.
+
+An attempt never fails: every outcome, errors included, is an
+:class:`~twisted_hooks.webhooks.delivery.Attempt`.
+"""
+
+from __future__ import annotations
+
+import platform
+from http.cookiejar import CookieJar, DefaultCookiePolicy
+from typing import Any
+from urllib.parse import urlsplit
+
+from treq.client import HTTPClient
+from twisted.internet.defer import (
+    CancelledError,
+    Deferred,
+    DeferredList,
+    DeferredSemaphore,
+    TimeoutError,
+    succeed,
+)
+from twisted.internet.error import ConnectError, ConnectionClosed, DNSLookupError
+from twisted.internet.interfaces import IConsumer, IReactorTCP, IReactorTime
+from twisted.internet.protocol import Protocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.client import HTTPConnectionPool, ResponseDone
+from twisted.web.http import PotentialDataLoss
+from twisted.web.http_headers import Headers
+from twisted.web.iweb import UNKNOWN_LENGTH, IAgent, IBodyProducer, IPolicyForHTTPS, IResponse
+from zope.interface import implementer
+
+import twisted
+from twisted_hooks._version import __version__
+from twisted_hooks.interfaces import IWebhookSender
+from twisted_hooks.webhooks.delivery import Attempt, Delivery, ErrorKind
+from twisted_hooks.webhooks.retry import parse_retry_after
+from twisted_hooks.webhooks.safe_agent import RecipientLookupError, SafeEndpointFactory
+from twisted_hooks.webhooks.signing import signature_headers
+from twisted_hooks.webhooks.subscribers import Subscriber
+from twisted_hooks.webhooks.validators import RecipientPolicy, SecurityError
+
+__all__ = ["EXCERPT_SIZE", "USER_AGENT", "HTTPSender", "delivery_headers"]
+
+#: How much of a response body an attempt keeps.
+EXCERPT_SIZE = 4096
+
+#: The ``User-Agent`` of every delivery.
+USER_AGENT = (
+    f"twisted_hooks/{__version__} (+https://github.com/twisted-hooks/twisted_hooks) "
+    f"Twisted/{twisted.__version__} Python/{platform.python_version()}"
+)
+
+_log = Logger(namespace="twisted_hooks.webhooks.sender")
+
+
+def delivery_headers(
+    delivery: Delivery, subscriber: Subscriber, timestamp: int, user_agent: str = USER_AGENT
+) -> dict[str, str]:
+    """
+    Every header of one attempt, signed for ``timestamp`` (whole seconds since the epoch).
+
+    ``Hook-Event``, ``Hook-Delivery``, ``Hook-HMAC``, ``Hook-Subscription``, ``User-Agent``,
+    ``Content-Type``, ``webhook-id``, ``webhook-timestamp``, ``webhook-signature``, and the
+    subscriber's custom headers.
+    """
+    headers = dict(subscriber.headers)
+    headers.update(
+        signature_headers(
+            secrets=subscriber.signing_secrets,
+            digest_method=subscriber.digest,
+            msg_id=delivery.id,
+            timestamp=timestamp,
+            body=delivery.body,
+        )
+    )
+    headers["Hook-Event"] = delivery.event
+    headers["Hook-Delivery"] = delivery.id
+    headers["Hook-Subscription"] = subscriber.id
+    headers["User-Agent"] = user_agent
+    headers["Content-Type"] = subscriber.content_type
+    return headers
+
+
+@implementer(IBodyProducer)
+class _BytesProducer:
+    """Writes a body held in memory in one go (treq's default goes through a cooperator)."""
+
+    def __init__(self, body: bytes) -> None:
+        self._body = body
+        self.length = len(body)
+
+    def startProducing(self, consumer: IConsumer) -> Deferred[None]:
+        consumer.write(self._body)
+        return succeed(None)
+
+    def pauseProducing(self) -> None:
+        pass
+
+    def resumeProducing(self) -> None:
+        pass
+
+    def stopProducing(self) -> None:
+        pass
+
+
+def _body_producer(data: Any) -> IBodyProducer:
+    if isinstance(data, bytes):
+        return _BytesProducer(data)
+    raise TypeError(f"delivery bodies are bytes, got {type(data).__name__}")
+
+
+@implementer(IAgent)
+class _IdentityEncoding:
+    """
+    Sits below treq's gzip decoder: asks for no content encoding, and hides any the
+    server sends anyway, so response bodies are only ever read raw and bounded.
+    """
+
+    def __init__(self, agent: IAgent) -> None:
+        self._agent = agent
+
+    def request(
+        self,
+        method: bytes,
+        uri: bytes,
+        headers: Headers | None = None,
+        bodyProducer: IBodyProducer | None = None,
+    ) -> Deferred[IResponse]:
+        if headers is not None:
+            headers.setRawHeaders(b"accept-encoding", [b"identity"])
+        d = self._agent.request(method, uri, headers, bodyProducer)
+
+        def raw(response: IResponse) -> IResponse:
+            response.headers.removeHeader(b"content-encoding")
+            return response
+
+        return d.addCallback(raw)
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+class _CappedBody(Protocol):
+    """Reads a response body up to a limit, keeping its first bytes."""
+
+    def __init__(self, finished: Deferred[tuple[bytes, bool]], limit: int) -> None:
+        self._finished = finished
+        self._limit = limit
+        self._kept: list[bytes] = []
+        self._kept_size = 0
+        self._total = 0
+        self._done = False
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._done:
+            return
+        self._total += len(data)
+        if self._kept_size < EXCERPT_SIZE:
+            piece = data[: EXCERPT_SIZE - self._kept_size]
+            self._kept.append(piece)
+            self._kept_size += len(piece)
+        if self._total > self._limit:
+            self._done = True
+            self.abort()
+            self._finished.callback((b"".join(self._kept), True))
+
+    def connectionLost(self, reason: Failure = Failure(ResponseDone())) -> None:  # noqa: B008
+        if self._done:
+            return
+        self._done = True
+        if reason.check(ResponseDone, PotentialDataLoss):
+            self._finished.callback((b"".join(self._kept), False))
+        else:
+            self._finished.errback(reason)
+
+    def abort(self) -> None:
+        """Drop the connection now (used on cancellation and for oversized bodies)."""
+        transport = self.transport
+        if transport is None:
+            return
+        underlying = getattr(transport, "_producer", transport)
+        abort = getattr(underlying, "abortConnection", None)
+        if abort is not None:
+            abort()
+        else:
+            transport.loseConnection()
+
+
+def read_capped(response: IResponse, limit: int) -> Deferred[tuple[bytes, bool]]:
+    """
+    Read ``response``'s body, at most ``limit`` bytes.
+
+    :return: a Deferred firing ``(first 4 KiB, truncated)``; cancelling it drops the
+        connection.
+    """
+    if response.length == 0:
+        return succeed((b"", False))
+    protocol: _CappedBody
+
+    def cancel(d: Deferred[tuple[bytes, bool]]) -> None:
+        protocol._done = True
+        protocol.abort()
+
+    finished: Deferred[tuple[bytes, bool]] = Deferred(cancel)
+    protocol = _CappedBody(finished, limit)
+    response.deliverBody(protocol)  # type: ignore[no-untyped-call]
+    return finished
+
+
+def _origin(url: str) -> tuple[str, str, int]:
+    parts = urlsplit(url)
+    scheme = parts.scheme
+    return scheme, (parts.hostname or ""), parts.port or (443 if scheme == "https" else 80)
+
+
+def _describe_failure(failure: Failure) -> str:
+    reasons = getattr(failure.value, "reasons", None)
+    if reasons:
+        return "; ".join(_describe_failure(reason) for reason in reasons)
+    message = failure.getErrorMessage()
+    name = type(failure.value).__name__
+    return f"{name}: {message}" if message and message != name else name
+
+
+def _inner(failure: Failure) -> list[Failure]:
+    """The failure and the failures it wraps (``ResponseNeverReceived`` and friends)."""
+    found = [failure]
+    for reason in getattr(failure.value, "reasons", None) or ():
+        if isinstance(reason, Failure):
+            found.extend(_inner(reason))
+    return found
+
+
+@implementer(IWebhookSender)
+class HTTPSender:
+    """
+    Makes the HTTP attempts of deliveries.
+
+    :param reactor: the reactor (TCP, time and name resolution).
+    :param policy: the recipient policy of deliveries that don't carry their own;
+        Thorn's defaults (no internal addresses, http/https on ports 80/443) if ``None``.
+    :param max_concurrency: attempts under way at once, in all.
+    :param max_per_host: attempts under way at once to one (scheme, host, port); the pool
+        keeps this many idle connections per host.
+    :param max_response_body: response bytes read before the connection is dropped.
+    :param idle_timeout: seconds an idle kept-alive connection stays open.
+    :param tls_policy: the ``IPolicyForHTTPS``; certificates are verified for the host
+        name against the system's trust roots by default.
+    :param user_agent: the ``User-Agent`` header.
+    :param client: an HTTP client with treq's ``post`` (a :class:`treq.client.HTTPClient`
+        or :class:`treq.testing.StubTreq`) to use instead of the sender's own; tests pass
+        a ``StubTreq``. The recipient policy is then the client's business.
+    """
+
+    def __init__(
+        self,
+        reactor: IReactorTCP,
+        policy: RecipientPolicy | None = None,
+        *,
+        max_concurrency: int = 256,
+        max_per_host: int = 16,
+        max_response_body: int = 64 * 1024,
+        idle_timeout: float = 50.0,
+        tls_policy: IPolicyForHTTPS | None = None,
+        user_agent: str = USER_AGENT,
+        client: Any = None,
+    ) -> None:
+        if max_concurrency < 1 or max_per_host < 1:
+            raise ValueError("max_concurrency and max_per_host must be at least 1")
+        if max_response_body < 0:
+            raise ValueError("max_response_body must not be negative")
+        self._reactor = reactor
+        self._clock: IReactorTime = reactor  # type: ignore[assignment]
+        self.policy = policy if policy is not None else RecipientPolicy()
+        self.max_concurrency = max_concurrency
+        self.max_per_host = max_per_host
+        self.max_response_body = max_response_body
+        self.user_agent = user_agent
+        self._idle_timeout = idle_timeout
+        self._tls_policy = tls_policy
+        self._global = DeferredSemaphore(max_concurrency)
+        self._hosts: dict[tuple[str, str, int], DeferredSemaphore] = {}
+        self._clients: dict[tuple[RecipientPolicy, bool], HTTPClient] = {}
+        self._pools: list[HTTPConnectionPool] = []
+        self._injected = client
+
+    def _client(self, policy: RecipientPolicy, keepalive: bool) -> HTTPClient:
+        if self._injected is not None:
+            return self._injected  # type: ignore[no-any-return]
+        client = self._clients.get((policy, keepalive))
+        if client is None:
+            pool = HTTPConnectionPool(self._reactor, persistent=keepalive)
+            pool.maxPersistentPerHost = self.max_per_host
+            pool.cachedConnectionTimeout = int(self._idle_timeout)
+            pool.retryAutomatically = False
+            self._pools.append(pool)
+            endpoints = SafeEndpointFactory(reactor=self._reactor, policy=policy)
+            if self._tls_policy is not None:
+                endpoints = SafeEndpointFactory(
+                    reactor=self._reactor, policy=policy, tls_policy=self._tls_policy
+                )
+            from twisted.web.client import Agent
+
+            agent = _IdentityEncoding(Agent.usingEndpointFactory(self._reactor, endpoints, pool))
+            jar = CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
+            client = HTTPClient(agent, cookiejar=jar, data_to_body_producer=_body_producer)  # type: ignore[arg-type]
+            self._clients[(policy, keepalive)] = client
+        return client
+
+    def _host_semaphore(self, origin: tuple[str, str, int]) -> DeferredSemaphore:
+        semaphore = self._hosts.get(origin)
+        if semaphore is None:
+            semaphore = self._hosts[origin] = DeferredSemaphore(self.max_per_host)
+        return semaphore
+
+    def _release_host(self, origin: tuple[str, str, int], semaphore: DeferredSemaphore) -> None:
+        semaphore.release()
+        if semaphore.tokens == semaphore.limit and not semaphore.waiting:
+            self._hosts.pop(origin, None)
+
+    def attempt(
+        self, delivery: Delivery, subscriber: Subscriber, policy: RecipientPolicy | None = None
+    ) -> Deferred[Attempt]:
+        """
+        POST ``delivery`` to ``subscriber``, signed now, and classify the outcome.
+
+        :param policy: the recipient policy of this delivery; the sender's if ``None``.
+        :return: a Deferred that always fires an :class:`Attempt`.
+        """
+        return Deferred.fromCoroutine(self._attempt(delivery, subscriber, policy or self.policy))
+
+    async def _attempt(
+        self, delivery: Delivery, subscriber: Subscriber, policy: RecipientPolicy
+    ) -> Attempt:
+        origin = _origin(subscriber.url)
+        host = self._host_semaphore(origin)
+        await self._global.acquire()
+        try:
+            await host.acquire()
+            try:
+                return await self._post(delivery, subscriber, policy)
+            finally:
+                self._release_host(origin, host)
+        finally:
+            self._global.release()
+
+    async def _post(
+        self, delivery: Delivery, subscriber: Subscriber, policy: RecipientPolicy
+    ) -> Attempt:
+        clock = self._clock
+        started = clock.seconds()
+        number = delivery.attempts + 1
+
+        def done(**fields: Any) -> Attempt:
+            return Attempt(
+                delivery_id=delivery.id,
+                number=number,
+                started_at=started,
+                duration=clock.seconds() - started,
+                **fields,
+            )
+
+        try:
+            headers = delivery_headers(delivery, subscriber, int(started), self.user_agent)
+        except ValueError as error:
+            return done(error_kind=ErrorKind.INTERNAL, error_message=str(error), exception=error)
+        client = self._client(policy, delivery.allow_keepalive)
+        treq_headers: Any = headers
+        treq_reactor: Any = self._reactor
+        request = client.post(
+            subscriber.url,
+            data=delivery.body,
+            headers=treq_headers,
+            allow_redirects=False,
+            unbuffered=True,
+            reactor=treq_reactor,
+            timeout=delivery.timeout,
+        )
+        response_holder: list[IResponse] = []
+
+        def read(response: IResponse) -> Deferred[tuple[bytes, bool]]:
+            response_holder.append(response)
+            return read_capped(response, self.max_response_body)
+
+        whole = request.addCallback(read)
+        whole.addTimeout(delivery.timeout, clock)
+        try:
+            excerpt, truncated = await whole
+        except Exception:
+            return self._failed(Failure(), done, delivery, subscriber)
+        response = response_holder[0]
+        return self._classify(response, excerpt, truncated, done)
+
+    def _classify(
+        self, response: IResponse, excerpt: bytes, truncated: bool, done: Any
+    ) -> Attempt:
+        code = response.code
+        if 200 <= code < 300:
+            return done(status_code=code, response_body=excerpt)  # type: ignore[no-any-return]
+        if 300 <= code < 400:
+            location = response.headers.getRawHeaders(b"location", [b""])[0].decode("latin-1")
+            message = (
+                f"{code} redirect to {location!r} not followed"
+                if location
+                else (f"{code} redirect not followed")
+            )
+            kind = ErrorKind.REDIRECT
+        elif code == 410:
+            kind = ErrorKind.GONE
+            message = "410 Gone: the subscription is deactivated"
+        else:
+            kind = ErrorKind.STATUS
+            message = f"{code} {response.phrase.decode('latin-1', 'replace')}".strip()
+        retry_after = None
+        if code in (429, 503):
+            value = response.headers.getRawHeaders(b"retry-after", [None])[0]
+            retry_after = parse_retry_after(
+                value.decode("latin-1") if value is not None else None, self._clock.seconds()
+            )
+        if truncated:
+            message += f" (body over {self.max_response_body} bytes, connection dropped)"
+        return done(  # type: ignore[no-any-return]
+            status_code=code,
+            error_kind=kind,
+            error_message=message,
+            response_body=excerpt,
+            retry_after=retry_after,
+        )
+
+    def _failed(
+        self, failure: Failure, done: Any, delivery: Delivery, subscriber: Subscriber
+    ) -> Attempt:
+        inner = _inner(failure)
+        for candidate in inner:
+            if candidate.check(SecurityError):
+                return done(  # type: ignore[no-any-return]
+                    error_kind=ErrorKind.SECURITY,
+                    error_message=candidate.getErrorMessage(),
+                    exception=candidate.value,
+                )
+        if failure.check(TimeoutError, CancelledError):
+            return done(  # type: ignore[no-any-return]
+                error_kind=ErrorKind.TIMEOUT,
+                error_message=f"no complete answer within {delivery.timeout:g} s",
+                exception=failure.value,
+            )
+        for candidate in inner:
+            if candidate.check(RecipientLookupError, DNSLookupError):
+                return done(  # type: ignore[no-any-return]
+                    error_kind=ErrorKind.DNS,
+                    error_message=_describe_failure(candidate),
+                    exception=candidate.value,
+                )
+        if failure.check(ConnectError, ConnectionClosed) or hasattr(failure.value, "reasons"):
+            return done(  # type: ignore[no-any-return]
+                error_kind=ErrorKind.CONNECTION,
+                error_message=_describe_failure(failure),
+                exception=failure.value,
+            )
+        _log.failure(
+            "unexpected error delivering {delivery_id} to {url}",
+            failure,
+            delivery_id=delivery.id,
+            url=subscriber.url,
+        )
+        return done(  # type: ignore[no-any-return]
+            error_kind=ErrorKind.INTERNAL,
+            error_message=_describe_failure(failure),
+            exception=failure.value,
+        )
+
+    def close(self) -> Deferred[None]:
+        """Close every idle kept-alive connection."""
+        pools, self._pools = self._pools, []
+        self._clients.clear()
+        closing = [pool.closeCachedConnections() for pool in pools]
+        return DeferredList(closing, consumeErrors=True).addCallback(lambda _: None)
+
+
+# Referenced for its documented meaning: a response of unknown length is read until the
+# connection says it is done.
+_ = UNKNOWN_LENGTH
