@@ -6,9 +6,9 @@ waiting for each phase's Deferreds before the next one starts. It is the heir of
 ``twisted_event_dispatcher`` and keeps its API; :doc:`/dispatcher` describes every rule.
 
 Matching is indexed: handlers are grouped by the set of keywords they constrain (their
-*shape*), and within a shape by the tuple of values they ask for. A fire looks up each shape
-of each phase once, so it costs O(matching handlers + distinct shapes), however many
-handlers are registered.
+*shape*), and within a shape by the tuple of values they ask for, whatever their phase. A
+fire looks up each shape once and sorts what it finds into phases, so it costs O(matching
+handlers + distinct shapes), however many handlers are registered.
 """
 
 from __future__ import annotations
@@ -30,7 +30,14 @@ from zope.interface import implementer
 
 from twisted_hooks.interfaces import IEventDispatcher
 
-__all__ = ["DEFAULT_PHASES", "EventDispatcher", "FireResult", "Handler", "HandlerOutcome"]
+__all__ = [
+    "DEFAULT_PHASES",
+    "EventDispatcher",
+    "FireResult",
+    "Handler",
+    "HandlerOutcome",
+    "weak_handler_ref",
+]
 
 #: A handler: called with the event; may return a plain value, a Deferred or a coroutine.
 Handler = Callable[[Any], object]
@@ -128,6 +135,41 @@ def _describe(handler: object) -> str:
     return f"{module}.{qualname}" if module else str(qualname)
 
 
+def weak_handler_ref(
+    handler: Handler, on_collected: Callable[[object], object]
+) -> Callable[[], Handler | None]:
+    """
+    A weak reference to ``handler``: calling it gives the handler, or ``None`` once the
+    handler has been collected (``on_collected`` is then called with the dead reference).
+
+    Bound methods are held through :class:`weakref.WeakMethod`, so the reference dies with
+    their instance rather than at once.
+
+    :raise TypeError: for a handler that cannot be held weakly: a bound method of a
+        built-in object (``some_list.append`` is made afresh at each attribute access, so
+        a weak reference to it would be dead on arrival), or an object that does not
+        support weak references (``str.upper``, instances of classes with ``__slots__``
+        and no ``__weakref__``). Plain functions, built-in functions such as ``print``,
+        bound methods and callable instances are fine.
+    """
+    if inspect.ismethod(handler):
+        return weakref.WeakMethod(handler, on_collected)
+    if isinstance(handler, BuiltinMethodType) and not isinstance(
+        handler.__self__, (ModuleType, type(None))
+    ):
+        raise TypeError(
+            f"handler {handler!r} is a bound built-in method, which cannot be held "
+            "weakly (it is collected at once); pass use_weakref=False to hold it strongly"
+        )
+    try:
+        return weakref.ref(handler, on_collected)
+    except TypeError:
+        raise TypeError(
+            f"handler {handler!r} ({type(handler).__name__}) does not support weak "
+            "references; pass use_weakref=False to hold it strongly"
+        ) from None
+
+
 class _Entry:
     """One registered handler: how to reach it and where it sits in the index."""
 
@@ -154,7 +196,7 @@ class _Entry:
 
 
 class _Shape:
-    """The handlers of one phase that constrain exactly the same keywords."""
+    """The handlers, of every phase, that constrain exactly the same keywords."""
 
     __slots__ = ("getter", "table")
 
@@ -216,8 +258,9 @@ class EventDispatcher:
         self._reactor = reactor
         self._ids = count(1)
         self._entries: dict[int, _Entry] = {}
-        self._index: list[dict[tuple[str, ...], _Shape]] = [{} for _ in phase_tuple]
-        self._shapes: list[tuple[_Shape, ...]] = [() for _ in phase_tuple]
+        # One index for all phases: a fire looks each shape up once, whatever the phases.
+        self._index: dict[tuple[str, ...], _Shape] = {}
+        self._shapes: tuple[_Shape, ...] = ()
         self._dead: list[int] = []
         self._running = False
         self._in_flight = 0
@@ -363,11 +406,11 @@ class EventDispatcher:
         get = self._reference(handler, handler_id) if use_weakref else (lambda: handler)
         entry = _Entry(handler_id, get, _describe(handler), phase_index, shape, key, times)
         self._entries[handler_id] = entry
-        shapes = self._index[phase_index]
+        shapes = self._index
         shape_index = shapes.get(shape)
         if shape_index is None:
             shape_index = shapes[shape] = _Shape(shape)
-            self._shapes[phase_index] = tuple(shapes.values())
+            self._shapes = tuple(shapes.values())
         shape_index.table.setdefault(key, {})[handler_id] = entry
         return succeed(handler_id)
 
@@ -379,24 +422,7 @@ class EventDispatcher:
             # the next call into the dispatcher.
             dead.append(handler_id)
 
-        if inspect.ismethod(handler):
-            return weakref.WeakMethod(handler, forget)
-        if isinstance(handler, BuiltinMethodType) and not isinstance(
-            handler.__self__, (ModuleType, type(None))
-        ):
-            # A bound built-in method (``some_list.append``) is made afresh at each
-            # attribute access: a weak reference to it would be dead on arrival.
-            raise TypeError(
-                f"handler {handler!r} is a bound built-in method, which cannot be held "
-                "weakly (it is collected at once); pass use_weakref=False to hold it strongly"
-            )
-        try:
-            return weakref.ref(handler, forget)
-        except TypeError:
-            raise TypeError(
-                f"handler {handler!r} cannot be referenced weakly (built-in functions and "
-                "methods cannot); pass use_weakref=False to hold it strongly"
-            ) from None
+        return weak_handler_ref(handler, forget)
 
     def remove_event_handler(self, handler_id: int) -> Deferred[None]:
         """
@@ -419,7 +445,7 @@ class EventDispatcher:
     def _remove(self, entry: _Entry) -> None:
         entry.removed = True
         del self._entries[entry.id]
-        shapes = self._index[entry.phase_index]
+        shapes = self._index
         shape_index = shapes[entry.shape]
         bucket = shape_index.table[entry.key]
         del bucket[entry.id]
@@ -427,7 +453,7 @@ class EventDispatcher:
             del shape_index.table[entry.key]
             if not shape_index.table:
                 del shapes[entry.shape]
-                self._shapes[entry.phase_index] = tuple(shapes.values())
+                self._shapes = tuple(shapes.values())
 
     def _purge(self) -> None:
         """Remove the handlers whose weakly held targets have been collected."""
@@ -466,27 +492,31 @@ class EventDispatcher:
         if not self._running:
             _log.warn("dropped event {event!r}: the dispatcher is stopped", event=event)
             return succeed(FireResult(event, True))
-        plan: list[list[_Entry] | None] = []
-        for shapes in self._shapes:
-            matched: list[_Entry] | None = None
-            several = False
-            for shape in shapes:
-                try:
-                    bucket = shape.table.get(shape.getter(details))
-                except (KeyError, TypeError):
-                    # A keyword the shape needs is absent, or the detail value is
-                    # unhashable and so equals no spec value: no handler of it matches.
-                    continue
-                if bucket:
-                    if matched is None:
-                        matched = list(bucket.values())
-                    else:
-                        matched.extend(bucket.values())
-                        several = True
+        matched: list[_Entry] | None = None
+        several = False
+        for shape in self._shapes:
+            try:
+                bucket = shape.table.get(shape.getter(details))
+            except (KeyError, TypeError):
+                # A keyword the shape needs is absent, or the detail value is
+                # unhashable and so equals no spec value: no handler of it matches.
+                continue
+            if bucket:
+                if matched is None:
+                    matched = list(bucket.values())
+                else:
+                    matched.extend(bucket.values())
+                    several = True
+        plan: list[list[_Entry] | None] = [None] * len(self._phases)
+        if matched is not None:
             if several:
-                assert matched is not None
                 matched.sort(key=_by_id)
-            plan.append(matched)
+            for entry in matched:
+                entries = plan[entry.phase_index]
+                if entries is None:
+                    plan[entry.phase_index] = [entry]
+                else:
+                    entries.append(entry)
         return _Fire(self, event, plan).run()
 
     def _call_used(self, entry: _Entry) -> None:

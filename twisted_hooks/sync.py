@@ -39,10 +39,8 @@ The rules:
 
 from __future__ import annotations
 
-import inspect
 import math
 import reprlib
-import weakref
 from collections.abc import Callable, Coroutine, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
@@ -52,7 +50,13 @@ from twisted.logger import Logger
 from twisted.python import threadable
 from twisted.python.failure import Failure
 
-from twisted_hooks.dispatcher import DEFAULT_PHASES, EventDispatcher, FireResult, Handler
+from twisted_hooks.dispatcher import (
+    DEFAULT_PHASES,
+    EventDispatcher,
+    FireResult,
+    Handler,
+    weak_handler_ref,
+)
 from twisted_hooks.interfaces import IEventDispatcher
 
 if TYPE_CHECKING:
@@ -327,16 +331,8 @@ class _ThreadedHandler:
         self._get: Callable[[], Handler | None]
         if not use_weakref:
             self._get = lambda: handler
-        elif inspect.ismethod(handler):
-            self._get = weakref.WeakMethod(handler, self._collected)
         else:
-            try:
-                self._get = weakref.ref(handler, self._collected)
-            except TypeError:
-                raise TypeError(
-                    f"handler {handler!r} cannot be referenced weakly (built-in functions "
-                    "and methods cannot); pass use_weakref=False to hold it strongly"
-                ) from None
+            self._get = weak_handler_ref(handler, self._collected)
         # Log messages and fire results name the real handler.
         target = getattr(handler, "__func__", handler)
         self.__module__ = getattr(target, "__module__", None) or type(handler).__module__

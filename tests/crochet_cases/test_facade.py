@@ -491,6 +491,24 @@ def test_in_thread_handler(facade: BlockingDispatcher) -> None:
     assert facade.fire_event("e", user="alice").for_handler(handler_id) is None
 
 
+def test_in_thread_refuses_handlers_it_cannot_hold_weakly(facade: BlockingDispatcher) -> None:
+    """
+    in_thread=True applies the dispatcher's weak-reference rules: a bound built-in method
+    (dead on arrival as a weak reference) and an object without weak-reference support are
+    refused with TypeError rather than registered and silently lost.
+    """
+    seen: list[object] = []
+    with pytest.raises(TypeError, match="bound built-in method"):
+        facade.add_event_handler(seen.append, "during", in_thread=True)
+    with pytest.raises(TypeError, match="does not support weak references"):
+        facade.add_event_handler(Unreferenceable(), "during", in_thread=True)
+    handler_id = facade.add_event_handler(seen.append, "during", in_thread=True, use_weakref=False)
+    facade.start()
+    facade.fire_event("e")
+    assert seen == ["e"]
+    facade.remove_event_handler(handler_id)
+
+
 def test_in_thread_handlers_run_concurrently(facade: BlockingDispatcher) -> None:
     """Two in-thread handlers of one phase block at the same time, not one after another."""
     barrier = threading.Barrier(2)
