@@ -248,9 +248,13 @@ class MemoryDeliveryStore:
 
     def enqueue(self, deliveries: Sequence[Delivery]) -> Deferred[None]:
         """Hold new deliveries, due at their ``next_attempt_at``."""
+        batch: set[str] = set()
         for delivery in deliveries:
             if delivery.id in self._deliveries:
                 return fail(ValueError(f"delivery {delivery.id!r} is already stored"))
+            if delivery.id in batch:
+                return fail(ValueError(f"delivery {delivery.id!r} is given twice"))
+            batch.add(delivery.id)
         for delivery in deliveries:
             self._deliveries[delivery.id] = delivery
             self._schedule(delivery.next_attempt_at, delivery.id)
@@ -290,6 +294,8 @@ class MemoryDeliveryStore:
             if attempts is None:
                 attempts = self._attempts[update.delivery_id] = deque(maxlen=self._keep_attempts)
             attempts.append(update.attempt)
+            if delivery.finished:
+                continue  # a late update (an expired lease's claimer): the end is final
             changed = attrs.evolve(
                 delivery,
                 status=update.status,
