@@ -41,8 +41,10 @@ from __future__ import annotations
 
 import math
 import reprlib
+import threading
+import time
 from collections.abc import Callable, Coroutine, Iterable
-from typing import TYPE_CHECKING, Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar, overload
 
 import crochet
 from twisted.internet.defer import CancelledError, Deferred, maybeDeferred
@@ -62,9 +64,18 @@ from twisted_hooks.interfaces import IEventDispatcher
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IReactorFromThreads
 
+    from twisted_hooks.webhooks.app import Hooks, Settings
+    from twisted_hooks.webhooks.buffer import BufferState, EventBuffer
+    from twisted_hooks.webhooks.events import SendOptions, SendResult
+    from twisted_hooks.webhooks.subscribers import Subscriber
+
+    #: A send held by :meth:`BlockingHooks.buffer_events`: name, data, sender, id, options.
+    _Held: TypeAlias = tuple[str, object, object, str | None, SendOptions | None]
+
 __all__ = [
     "DEFAULT_TIMEOUT",
     "BlockingDispatcher",
+    "BlockingHooks",
     "NotSetUpError",
     "ReactorStoppedError",
     "ReactorThreadError",
@@ -572,3 +583,183 @@ class BlockingDispatcher:
             details,
         )
         return result
+
+
+# -- webhooks ------------------------------------------------------------------------------
+
+
+class BlockingHooks:
+    """
+    A blocking facade over a :class:`~twisted_hooks.webhooks.app.Hooks` application, for
+    synchronous code (Django, Flask, scripts).
+
+    Every call runs in the reactor thread and waits, as :class:`BlockingDispatcher`'s do.
+    Thorn's callbacks (``on_success`` and friends) are called in the reactor thread: they
+    must not block.
+
+    :param hooks: the application, to be used only in the reactor thread.
+    :param timeout: the default timeout of this facade's calls, in seconds.
+    """
+
+    def __init__(self, hooks: Hooks, timeout: float = DEFAULT_TIMEOUT) -> None:
+        from twisted_hooks.webhooks.app import Hooks
+
+        if not isinstance(hooks, Hooks):
+            raise TypeError(f"BlockingHooks wraps a Hooks application, got {hooks!r}")
+        self._hooks = hooks
+        self._timeout = _check_timeout(timeout)
+        self._local = threading.local()
+
+    @classmethod
+    def create(
+        cls, timeout: float = DEFAULT_TIMEOUT, start: bool = True, **kwargs: Any
+    ) -> BlockingHooks:
+        """
+        Build a :class:`~twisted_hooks.webhooks.app.Hooks` in the reactor thread (with the
+        global reactor) and wrap it.
+
+        :param timeout: the facade's default timeout, in seconds.
+        :param start: start the application before returning.
+        :param kwargs: the keyword arguments of :class:`~twisted_hooks.webhooks.app.Hooks`.
+        """
+        from twisted_hooks.webhooks.app import Hooks
+
+        def build() -> Hooks:
+            hooks = Hooks(**kwargs)
+            if start:
+                hooks.startService()
+            return hooks
+
+        hooks: Hooks = _call_blocking("BlockingHooks.create()", timeout, build, (), {})
+        return cls(hooks, timeout)
+
+    @property
+    def hooks(self) -> Hooks:
+        """The wrapped application, to be used only in the reactor thread."""
+        return self._hooks
+
+    @property
+    def settings(self) -> Settings:
+        """The application's settings."""
+        return self._hooks.settings
+
+    def _call(
+        self,
+        operation: str,
+        timeout: float | None,
+        function: Callable[..., object],
+        args: tuple[object, ...] = (),
+        kwargs: dict[str, object] | None = None,
+    ) -> Any:
+        return _call_blocking(
+            operation, self._timeout if timeout is None else timeout, function, args, kwargs or {}
+        )
+
+    def start(self, timeout: float | None = None) -> None:
+        """Start the application (its dispatcher and scheduler)."""
+        self._call("BlockingHooks.start()", timeout, self._hooks.startService)
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop the application, waiting for the attempts under way to finish."""
+        self._call("BlockingHooks.stop()", timeout, self._hooks.stopService)
+
+    def subscribe(
+        self, event: str, url: str, timeout: float | None = None, **fields: Any
+    ) -> Subscriber:
+        """Add a subscriber; see :meth:`~twisted_hooks.webhooks.app.Hooks.subscribe`."""
+        return self._call(  # type: ignore[no-any-return]
+            "BlockingHooks.subscribe()", timeout, self._hooks.subscribe, (event, url), fields
+        )
+
+    def unsubscribe(self, subscriber_id: str, timeout: float | None = None) -> None:
+        """Remove a subscriber."""
+        self._call(
+            "BlockingHooks.unsubscribe()", timeout, self._hooks.unsubscribe, (subscriber_id,)
+        )
+
+    def send(
+        self,
+        name: str,
+        data: object,
+        sender: object = None,
+        *,
+        event_id: str | None = None,
+        options: SendOptions | None = None,
+        timeout: float | None = None,
+    ) -> SendResult | None:
+        """
+        Publish an event and wait until its deliveries are accepted.
+
+        Inside :meth:`buffer_events` (in this thread) the send is held instead, and
+        ``None`` is returned; the flush returns the results.
+
+        :raise twisted_hooks.webhooks.encoding.EncodingError: for data that cannot be
+            encoded as JSON (at once, also inside a buffer).
+        :raise ValueError: for an invalid event name.
+        :raise twisted_hooks.webhooks.app.HooksNotRunning: when the application is not
+            started.
+        """
+        from twisted_hooks.webhooks.encoding import JSON, encode_body
+        from twisted_hooks.webhooks.patterns import validate_event_name
+
+        state = self._buffer_state()
+        if state.depth:
+            validate_event_name(name)
+            encode_body(data, JSON)
+            state.items.append((name, data, sender, event_id, options))
+            state.since_flush += 1
+            return None
+        return self._call(  # type: ignore[no-any-return]
+            "BlockingHooks.send()",
+            timeout,
+            self._hooks.send,
+            (name, data, sender),
+            {"event_id": event_id, "options": options},
+        )
+
+    def _buffer_state(self) -> BufferState[_Held]:
+        state: BufferState[_Held] | None = getattr(self._local, "buffer", None)
+        if state is None:
+            from twisted_hooks.webhooks.buffer import BufferState
+
+            state = self._local.buffer = BufferState()
+        return state
+
+    def buffer_events(
+        self, flush_freq: int | None = None, flush_timeout: float | None = None
+    ) -> EventBuffer[_Held]:
+        """
+        Thorn's ``buffer_events`` for synchronous code: sends made in this thread inside
+        the block are held and published when the outermost block exits. ``flush()``
+        publishes the held sends now and returns their :class:`SendResult` (or the
+        exception of each send that failed), in order.
+        """
+        from twisted_hooks.webhooks.buffer import EventBuffer
+
+        return EventBuffer(
+            self._buffer_state(), self._flush, time.monotonic, flush_freq, flush_timeout
+        )
+
+    def _flush(self, items: list[_Held]) -> list[SendResult | BaseException]:
+        if not items:
+            return []
+        hooks = self._hooks
+
+        async def publish() -> list[SendResult | BaseException]:
+            results: list[SendResult | BaseException] = []
+            sends = [
+                hooks.send(name, data, sender, event_id=event_id, options=options)
+                for name, data, sender, event_id, options in items
+            ]
+            for send in sends:
+                try:
+                    results.append(await send)
+                except Exception as error:
+                    results.append(error)
+            return results
+
+        return self._call("BlockingHooks.flush()", None, publish)  # type: ignore[no-any-return]
+
+    def drain(self, timeout: float | None = None) -> None:
+        """Wait until every delivery the application accepted has ended."""
+        self._call("BlockingHooks.drain()", timeout, self._hooks.drain)
