@@ -14,13 +14,27 @@ from twisted_hooks.dispatcher import (
     HandlerOutcome,
 )
 from twisted_hooks.interfaces import IEventDispatcher
+from twisted_hooks.registry import (
+    DispatcherLookupError,
+    get_dispatcher,
+    query_dispatcher,
+    register_dispatcher,
+    registered_dispatchers,
+    unregister_dispatcher,
+)
 
 __all__ = [
     "DEFAULT_PHASES",
+    "DispatcherLookupError",
     "EventDispatcher",
     "FireResult",
     "Handler",
     "HandlerOutcome",
     "IEventDispatcher",
     "__version__",
+    "get_dispatcher",
+    "query_dispatcher",
+    "register_dispatcher",
+    "registered_dispatchers",
+    "unregister_dispatcher",
 ]
