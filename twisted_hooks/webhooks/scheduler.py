@@ -177,6 +177,10 @@ class Scheduler(Service):
         self._timer_at = None
 
     def _start(self, delivery: Delivery) -> None:
+        if delivery.id in self._in_flight:
+            # Its lease ran out while this scheduler still attempts it: the attempt under
+            # way records the outcome; a second one would POST it twice.
+            return
         d = Deferred.fromCoroutine(self._run(delivery))
         if not d.called:
             self._in_flight[delivery.id] = d
