@@ -1,0 +1,568 @@
+"""
+Unit tests for :class:`twisted_hooks.webhooks.scheduler.Scheduler`.
+
+The scheduler runs on a :class:`~twisted_hooks.webhooks.delivery.MemoryDeliveryStore`
+and a :class:`~twisted.internet.task.Clock`; attempts are made by :class:`FakeAttempts`,
+which answers each delivery as the test scripted it, either at once or through a
+Deferred the test fires by hand.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from typing import Any
+
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.task import Clock
+from twisted.logger import LogLevel, capturedLogs
+from twisted.trial.unittest import SynchronousTestCase
+
+from twisted_hooks.webhooks.delivery import (
+    DEAD,
+    DELIVERED,
+    IN_FLIGHT,
+    PENDING,
+    RETRYING,
+    Attempt,
+    Delivery,
+    DeliveryUpdate,
+    ErrorKind,
+    MemoryDeliveryStore,
+)
+from twisted_hooks.webhooks.retry import RetryPolicy
+from twisted_hooks.webhooks.scheduler import Scheduler
+from twisted_hooks.webhooks.subscribers import Subscriber
+
+SUBSCRIBER = Subscriber(event="*", url="https://example.com/hook", secret="s3cret")
+#: Two retries, 10 s and 20 s after a failure, without jitter.
+TWO_RETRIES = RetryPolicy(delays=(10.0, 20.0), jitter=0.0)
+
+#: What FakeAttempts answers: a success.
+OK: dict[str, Any] = {"status_code": 200}
+#: What FakeAttempts answers: a 500.
+ERROR: dict[str, Any] = {
+    "status_code": 500,
+    "error_kind": ErrorKind.STATUS,
+    "error_message": "500 Internal Server Error",
+}
+#: FakeAttempts returns an unfired Deferred, fired later with ``FakeAttempts.finish``.
+HOLD = object()
+
+
+def delivery(
+    delivery_id: str, due: float = 0.0, retry: RetryPolicy = TWO_RETRIES, **fields: Any
+) -> Delivery:
+    """A pending delivery ``delivery_id`` due at ``due``."""
+    return Delivery(
+        id=delivery_id,
+        event="order.created",
+        event_id="event-1",
+        subscriber=SUBSCRIBER,
+        body=b"{}",
+        created_at=0.0,
+        next_attempt_at=due,
+        retry=retry,
+        **fields,
+    )
+
+
+class FakeAttempts:
+    """
+    An attempt function: answers each delivery with the next scripted outcome for its id
+    (``OK`` when nothing is scripted), an exception to raise, or ``HOLD``.
+    """
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self.calls: list[Delivery] = []
+        self.script: dict[str, list[object]] = {}
+        self.held: dict[str, list[Deferred[Attempt]]] = {}
+
+    def make(self, delivery: Delivery, fields: dict[str, Any]) -> Attempt:
+        """The attempt of ``delivery`` with ``fields``, numbered after the last."""
+        return Attempt(
+            delivery_id=delivery.id,
+            number=delivery.attempts + 1,
+            started_at=self.clock.seconds(),
+            duration=0.0,
+            **fields,
+        )
+
+    def __call__(self, delivery: Delivery) -> Deferred[Attempt]:
+        self.calls.append(delivery)
+        script = self.script.get(delivery.id)
+        outcome = script.pop(0) if script else OK
+        if outcome is HOLD:
+            held: Deferred[Attempt] = Deferred()
+            self.held.setdefault(delivery.id, []).append(held)
+            return held
+        if isinstance(outcome, BaseException):
+            raise outcome
+        assert isinstance(outcome, dict)
+        return succeed(self.make(delivery, outcome))
+
+    def finish(self, delivery_id: str, fields: dict[str, Any] = OK) -> None:
+        """Fire the oldest held attempt of ``delivery_id`` with ``fields``."""
+        held = self.held[delivery_id].pop(0)
+        delivery = next(d for d in reversed(self.calls) if d.id == delivery_id)
+        held.callback(self.make(delivery, fields))
+
+    def ids(self) -> list[str]:
+        """The ids attempted, in order."""
+        return [d.id for d in self.calls]
+
+
+class SchedulerTestCase(SynchronousTestCase):
+    """Builds a scheduler on a memory store, a Clock and FakeAttempts."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.store = MemoryDeliveryStore()
+        self.attempts = FakeAttempts(self.clock)
+        self.updates: list[tuple[Delivery, DeliveryUpdate, str]] = []
+
+    def on_update(self, delivery: Delivery, update: DeliveryUpdate) -> None:
+        """Note each update with the status the store holds at that moment."""
+        stored = self.successResultOf(self.store.get(delivery.id))
+        self.updates.append((delivery, update, stored.status))
+
+    def scheduler(self, *, start: bool = True, **kwargs: Any) -> Scheduler:
+        """A scheduler over the test's store; started unless ``start`` is false."""
+        kwargs.setdefault("rng", random.Random(0))
+        scheduler = Scheduler(self.store, self.attempts, self.clock, self.on_update, **kwargs)
+        if start:
+            scheduler.startService()
+            self.addCleanup(self.stop, scheduler)
+        return scheduler
+
+    def stop(self, scheduler: Scheduler) -> None:
+        """Stop ``scheduler`` if it still runs."""
+        if scheduler.running:
+            scheduler.stopService()
+
+    def enqueue(self, *deliveries: Delivery) -> None:
+        """Put ``deliveries`` in the store."""
+        self.successResultOf(self.store.enqueue(list(deliveries)))
+
+    def status(self, delivery_id: str) -> str:
+        """The stored status of ``delivery_id``."""
+        return self.successResultOf(self.store.get(delivery_id)).status
+
+    def advance_to(self, when: float) -> None:
+        """Move the clock to exactly ``when``."""
+        self.clock.advance(when - self.clock.seconds())
+        self.assertEqual(self.clock.seconds(), when)
+
+
+class ConstructionTests(SchedulerTestCase):
+    """Arguments are checked."""
+
+    def test_bad_arguments(self) -> None:
+        """max_in_flight and batch below 1, and a lease that is not positive, are
+        refused with a ValueError naming them."""
+        for kwargs, word in [
+            ({"max_in_flight": 0}, "max_in_flight"),
+            ({"batch": 0}, "batch"),
+            ({"lease": 0.0}, "lease"),
+            ({"lease": -1.0}, "lease"),
+        ]:
+            with self.assertRaises(ValueError) as caught:
+                self.scheduler(start=False, **kwargs)
+            self.assertIn(word, str(caught.exception))
+
+
+class ClaimingTests(SchedulerTestCase):
+    """What makes the scheduler claim."""
+
+    def test_start_claims_due(self) -> None:
+        """startService attempts the deliveries already due, and not those due later."""
+        self.enqueue(delivery("a"), delivery("b"), delivery("later", 50.0))
+        scheduler = self.scheduler(start=False)
+        self.assertEqual(self.attempts.ids(), [])
+        scheduler.startService()
+        self.addCleanup(self.stop, scheduler)
+        self.assertEqual(self.attempts.ids(), ["a", "b"])
+        self.assertEqual(self.status("a"), DELIVERED)
+        self.assertEqual(self.status("later"), PENDING)
+
+    def test_claimed_delivery_is_in_flight_during_attempt(self) -> None:
+        """The attempt function gets the claimed delivery: in flight, under the lease."""
+        self.attempts.script["a"] = [HOLD]
+        self.enqueue(delivery("a"))
+        self.clock.advance(5.0)
+        scheduler = self.scheduler(lease=30.0)
+        (claimed,) = self.attempts.calls
+        self.assertEqual(claimed.status, IN_FLIGHT)
+        self.assertEqual(claimed.lease_expires_at, 35.0)
+        self.assertEqual(scheduler.in_flight, 1)
+
+    def test_future_delivery_attempted_at_due_time(self) -> None:
+        """A delivery due later is attempted by a timer exactly at its due time."""
+        self.enqueue(delivery("later", 50.0))
+        self.scheduler()
+        self.clock.advance(49.9)
+        self.assertEqual(self.attempts.ids(), [])
+        self.advance_to(50.0)
+        self.assertEqual(self.attempts.ids(), ["later"])
+
+    def test_wake_after_enqueue(self) -> None:
+        """A delivery enqueued while the scheduler runs is attempted on wake(), not
+        before."""
+        scheduler = self.scheduler()
+        self.enqueue(delivery("a"))
+        self.assertEqual(self.attempts.ids(), [])
+        scheduler.wake()
+        self.assertEqual(self.attempts.ids(), ["a"])
+
+    def test_wake_earlier_than_timer(self) -> None:
+        """An enqueued delivery due before the armed timer moves the timer earlier."""
+        scheduler = self.scheduler()
+        self.enqueue(delivery("late", 100.0))
+        scheduler.wake()
+        self.enqueue(delivery("early", 10.0))
+        scheduler.wake()
+        self.advance_to(10.0)
+        self.assertEqual(self.attempts.ids(), ["early"])
+        self.advance_to(100.0)
+        self.assertEqual(self.attempts.ids(), ["early", "late"])
+
+    def test_wake_when_stopped(self) -> None:
+        """wake() on a scheduler that is not running claims nothing."""
+        scheduler = self.scheduler(start=False)
+        self.enqueue(delivery("a"))
+        scheduler.wake()
+        self.assertEqual(self.attempts.ids(), [])
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_batch(self) -> None:
+        """Claims take at most ``batch`` deliveries at a time, and go on until none is
+        due."""
+        self.enqueue(*(delivery(str(i)) for i in range(5)))
+        self.scheduler(batch=2)
+        self.assertEqual(self.attempts.ids(), ["0", "1", "2", "3", "4"])
+
+    def test_poll_interval(self) -> None:
+        """poll_interval arms a timer even when nothing is due, so deliveries written by
+        others (no wake) are found at the next poll."""
+        self.scheduler(poll_interval=30.0)
+        (call,) = self.clock.getDelayedCalls()
+        self.assertEqual(call.getTime(), 30.0)
+        self.enqueue(delivery("a"))
+        self.clock.advance(29.0)
+        self.assertEqual(self.attempts.ids(), [])
+        self.clock.advance(1.0)
+        self.assertEqual(self.attempts.ids(), ["a"])
+        (call,) = self.clock.getDelayedCalls()
+        self.assertEqual(call.getTime(), 60.0)
+
+    def test_no_timer_without_work(self) -> None:
+        """Without poll_interval and with nothing due, no timer is armed."""
+        self.scheduler()
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_claim_failure_retried(self) -> None:
+        """A store whose claim fails is logged and tried again a second later."""
+        store = FlakyStore()
+        self.store = store
+        store.claim_failures = 1
+        self.enqueue(delivery("a"))
+        self.scheduler()
+        self.assertEqual(len(self.flushLoggedErrors(ConnectionError)), 1)
+        self.assertEqual(self.attempts.ids(), [])
+        self.clock.advance(1.0)
+        self.assertEqual(self.attempts.ids(), ["a"])
+
+
+class FlakyStore(MemoryDeliveryStore):
+    """A memory store whose claim and record fail as many times as asked."""
+
+    claim_failures = 0
+    record_failures = 0
+
+    def claim(self, now: float, limit: int, lease: float) -> Deferred[Sequence[Delivery]]:
+        if self.claim_failures:
+            self.claim_failures -= 1
+            return fail(ConnectionError("database went away"))
+        return super().claim(now, limit, lease)
+
+    def record(self, updates: Sequence[DeliveryUpdate]) -> Deferred[None]:
+        if self.record_failures:
+            self.record_failures -= 1
+            return fail(ConnectionError("database went away"))
+        return super().record(updates)
+
+
+class ConcurrencyTests(SchedulerTestCase):
+    """max_in_flight."""
+
+    def test_max_in_flight(self) -> None:
+        """No more than max_in_flight attempts are under way; each one that finishes
+        pulls the next due delivery."""
+        for name in "abcd":
+            self.attempts.script[name] = [HOLD]
+        self.enqueue(*(delivery(name) for name in "abcd"))
+        scheduler = self.scheduler(max_in_flight=2)
+        self.assertEqual(self.attempts.ids(), ["a", "b"])
+        self.assertEqual(scheduler.in_flight, 2)
+        self.assertEqual(self.status("c"), PENDING)
+        self.attempts.finish("b")
+        self.assertEqual(self.attempts.ids(), ["a", "b", "c"])
+        self.assertEqual(scheduler.in_flight, 2)
+        self.attempts.finish("a")
+        self.attempts.finish("c")
+        self.assertEqual(self.attempts.ids(), ["a", "b", "c", "d"])
+        self.assertEqual(scheduler.in_flight, 1)
+        self.attempts.finish("d")
+        self.assertEqual(scheduler.in_flight, 0)
+        self.assertEqual([self.status(n) for n in "abcd"], [DELIVERED] * 4)
+
+    def test_wait_in_flight(self) -> None:
+        """wait_in_flight fires at once when idle, else when the last attempt under way
+        has finished."""
+        scheduler = self.scheduler()
+        self.assertIsNone(self.successResultOf(scheduler.wait_in_flight()))
+        self.attempts.script = {"a": [HOLD], "b": [HOLD]}
+        self.enqueue(delivery("a"), delivery("b"))
+        scheduler.wake()
+        waiting = scheduler.wait_in_flight()
+        self.attempts.finish("a")
+        self.assertNoResult(waiting)
+        self.attempts.finish("b")
+        self.assertIsNone(self.successResultOf(waiting))
+
+    def test_own_attempt_not_repeated_on_lease_expiry(self) -> None:
+        """A delivery this scheduler is still attempting is not attempted a second time
+        when its lease runs out, and stays counted in flight until its attempt ends."""
+        self.attempts.script["a"] = [HOLD]
+        self.enqueue(delivery("a"))
+        scheduler = self.scheduler(lease=10.0)
+        self.clock.advance(10.0)
+        self.clock.advance(10.0)
+        self.assertEqual(self.attempts.ids(), ["a"])
+        self.assertEqual(scheduler.in_flight, 1)
+        stopped = scheduler.stopService()
+        self.assertNoResult(stopped)
+        self.attempts.finish("a")
+        self.assertIsNone(self.successResultOf(stopped))
+        self.assertEqual(self.status("a"), DELIVERED)
+
+
+class RetryTests(SchedulerTestCase):
+    """Failed attempts, retries and dead deliveries."""
+
+    def test_retry_at_due_time_with_jitter(self) -> None:
+        """A failed attempt is retried exactly at its due time, the delay spread by the
+        jitter drawn from the scheduler's random source."""
+        policy = RetryPolicy(delays=(10.0,), jitter=0.2)
+        expected = 10.0 * random.Random(7).uniform(0.8, 1.2)
+        self.assertNotEqual(expected, 10.0)
+        self.attempts.script["a"] = [ERROR]
+        self.enqueue(delivery("a", retry=policy))
+        self.scheduler(rng=random.Random(7))
+        self.assertEqual(self.status("a"), RETRYING)
+        stored = self.successResultOf(self.store.get("a"))
+        self.assertEqual(stored.next_attempt_at, expected)
+        self.advance_to(expected - 0.001)
+        self.assertEqual(self.attempts.ids(), ["a"])
+        self.advance_to(expected)
+        self.assertEqual(self.attempts.ids(), ["a", "a"])
+        self.assertEqual(self.attempts.calls[1].attempts, 1)
+        self.assertEqual(self.status("a"), DELIVERED)
+
+    def test_dead_after_last_attempt(self) -> None:
+        """After the last retry fails the delivery is dead, with every attempt recorded,
+        and nothing more is scheduled."""
+        self.attempts.script["a"] = [ERROR, ERROR, ERROR]
+        self.enqueue(delivery("a"))
+        self.scheduler()
+        self.advance_to(10.0)
+        self.assertEqual(self.status("a"), RETRYING)
+        self.advance_to(30.0)
+        self.assertEqual(self.attempts.ids(), ["a", "a", "a"])
+        stored = self.successResultOf(self.store.get("a"))
+        self.assertEqual((stored.status, stored.attempts), (DEAD, 3))
+        numbers = [a.number for a in self.successResultOf(self.store.attempts("a"))]
+        self.assertEqual(numbers, [1, 2, 3])
+        self.assertEqual([u.status for _, u, _ in self.updates], [RETRYING, RETRYING, DEAD])
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_permanent_failure_dead_at_once(self) -> None:
+        """A 410 Gone ends the delivery at once, whatever retries are left."""
+        self.attempts.script["a"] = [
+            {"status_code": 410, "error_kind": ErrorKind.GONE, "error_message": "gone"}
+        ]
+        self.enqueue(delivery("a"))
+        self.scheduler()
+        self.assertEqual(self.status("a"), DEAD)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_retry_after(self) -> None:
+        """A Retry-After longer than the scheduled delay pushes the retry to it."""
+        self.attempts.script["a"] = [
+            {**ERROR, "status_code": 503, "retry_after": 120.0},
+        ]
+        self.enqueue(delivery("a"))
+        self.scheduler()
+        update = self.updates[0][1]
+        self.assertEqual(update.next_attempt_at, 120.0)
+        self.clock.advance(119.0)
+        self.assertEqual(self.attempts.ids(), ["a"])
+        self.clock.advance(1.0)
+        self.assertEqual(self.attempts.ids(), ["a", "a"])
+
+    def test_retry_after_shorter_than_schedule(self) -> None:
+        """A Retry-After shorter than the scheduled delay does not bring the retry
+        earlier."""
+        self.attempts.script["a"] = [{**ERROR, "status_code": 429, "retry_after": 1.0}]
+        self.enqueue(delivery("a"))
+        self.scheduler()
+        self.assertEqual(self.updates[0][1].next_attempt_at, 10.0)
+
+    def test_attempt_raises(self) -> None:
+        """An attempt function that raises is logged and recorded as an INTERNAL failure
+        naming the exception, and the delivery is retried."""
+        self.attempts.script["a"] = [RuntimeError("bug in the sender")]
+        self.enqueue(delivery("a"))
+        self.scheduler()
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        (recorded,) = self.successResultOf(self.store.attempts("a"))
+        self.assertEqual(recorded.error_kind, ErrorKind.INTERNAL)
+        self.assertEqual(recorded.error_message, "RuntimeError: bug in the sender")
+        self.assertIsInstance(recorded.exception, RuntimeError)
+        self.assertEqual(recorded.number, 1)
+        self.assertEqual(self.status("a"), RETRYING)
+        self.advance_to(10.0)
+        self.assertEqual(self.status("a"), DELIVERED)
+
+    def test_attempt_fails_async(self) -> None:
+        """An attempt whose Deferred fails is recorded as an INTERNAL failure too."""
+        self.attempts.script["a"] = [HOLD]
+        self.enqueue(delivery("a"))
+        scheduler = self.scheduler()
+        self.attempts.held["a"].pop().errback(ValueError("late bug"))
+        self.assertEqual(len(self.flushLoggedErrors(ValueError)), 1)
+        (recorded,) = self.successResultOf(self.store.attempts("a"))
+        self.assertEqual(recorded.error_kind, ErrorKind.INTERNAL)
+        self.assertEqual(recorded.error_message, "ValueError: late bug")
+        self.assertEqual(scheduler.in_flight, 0)
+
+    def test_record_failure_retried_after_lease(self) -> None:
+        """When the store cannot record an attempt, it is logged, the update is not
+        announced, and the delivery is claimed again (same id) when its lease expires."""
+        store = FlakyStore()
+        self.store = store
+        store.record_failures = 1
+        self.enqueue(delivery("a"))
+        scheduler = self.scheduler(lease=60.0)
+        self.assertEqual(len(self.flushLoggedErrors(ConnectionError)), 1)
+        self.assertEqual(self.updates, [])
+        self.assertEqual(scheduler.in_flight, 0)
+        self.assertEqual(self.status("a"), IN_FLIGHT)
+        self.advance_to(60.0)
+        self.assertEqual(self.attempts.ids(), ["a", "a"])
+        self.assertEqual(self.status("a"), DELIVERED)
+
+
+class UpdateHandlerTests(SchedulerTestCase):
+    """on_update."""
+
+    def test_called_after_record(self) -> None:
+        """on_update gets the claimed delivery and each update, after the store has
+        recorded it."""
+        self.attempts.script["a"] = [ERROR, OK]
+        self.enqueue(delivery("a"))
+        self.scheduler()
+        self.advance_to(10.0)
+        self.assertEqual(
+            [(d.id, d.attempts, u.status, stored) for d, u, stored in self.updates],
+            [("a", 0, RETRYING, RETRYING), ("a", 1, DELIVERED, DELIVERED)],
+        )
+        self.assertEqual([u.attempt.number for _, u, _ in self.updates], [1, 2])
+
+    def test_failing_handler_logged(self) -> None:
+        """An on_update that raises is logged with the delivery id and does not stop the
+        scheduler: the next deliveries are attempted and announced."""
+        calls: list[str] = []
+
+        def on_update(delivery: Delivery, update: DeliveryUpdate) -> None:
+            calls.append(delivery.id)
+            raise ZeroDivisionError("handler bug")
+
+        self.enqueue(delivery("a"), delivery("b"))
+        scheduler = Scheduler(self.store, self.attempts, self.clock, on_update)
+        with capturedLogs() as events:
+            scheduler.startService()
+        self.addCleanup(self.stop, scheduler)
+        self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 2)
+        self.assertEqual(calls, ["a", "b"])
+        self.assertEqual([self.status("a"), self.status("b")], [DELIVERED, DELIVERED])
+        failures = [e for e in events if e.get("log_level") == LogLevel.critical]
+        self.assertEqual([e["delivery_id"] for e in failures], ["a", "b"])
+        self.enqueue(delivery("c"))
+        scheduler.wake()
+        self.assertEqual(calls, ["a", "b", "c"])
+        self.flushLoggedErrors(ZeroDivisionError)
+
+    def test_no_handler(self) -> None:
+        """A scheduler without on_update works."""
+        self.enqueue(delivery("a"))
+        scheduler = Scheduler(self.store, self.attempts, self.clock)
+        scheduler.startService()
+        self.addCleanup(self.stop, scheduler)
+        self.assertEqual(self.status("a"), DELIVERED)
+
+
+class StopTests(SchedulerTestCase):
+    """stopService."""
+
+    def test_stop_waits_for_in_flight(self) -> None:
+        """stopService stops claiming, fires only once the attempts under way have finished
+        and been recorded, and leaves the unclaimed deliveries in the store."""
+        self.attempts.script["a"] = [HOLD]
+        self.enqueue(delivery("a"), delivery("b"), delivery("c", 5.0))
+        scheduler = self.scheduler(max_in_flight=1)
+        stopped = scheduler.stopService()
+        self.assertNoResult(stopped)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.attempts.finish("a")
+        self.assertIsNone(self.successResultOf(stopped))
+        self.assertEqual(self.status("a"), DELIVERED)
+        self.assertEqual(self.attempts.ids(), ["a"])
+        self.clock.advance(100.0)
+        self.assertEqual(self.attempts.ids(), ["a"])
+        self.assertEqual([self.status("b"), self.status("c")], [PENDING, PENDING])
+        self.assertEqual(self.store.pending_count(), 2)
+
+    def test_stop_idle(self) -> None:
+        """stopService of an idle scheduler fires at once and cancels its timer."""
+        self.enqueue(delivery("later", 50.0))
+        scheduler = self.scheduler(poll_interval=10.0)
+        self.assertEqual(len(self.clock.getDelayedCalls()), 1)
+        self.assertIsNone(self.successResultOf(scheduler.stopService()))
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_failed_retry_while_stopping_not_rescheduled(self) -> None:
+        """An attempt that fails while the scheduler stops is recorded as retrying, but no
+        timer is armed for it."""
+        self.attempts.script["a"] = [HOLD]
+        self.enqueue(delivery("a"))
+        scheduler = self.scheduler()
+        stopped = scheduler.stopService()
+        self.attempts.finish("a", ERROR)
+        self.successResultOf(stopped)
+        self.assertEqual(self.status("a"), RETRYING)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_restart(self) -> None:
+        """A stopped scheduler started again attempts what was left in the store."""
+        self.enqueue(delivery("a"))
+        scheduler = self.scheduler(start=False)
+        scheduler.startService()
+        scheduler.stopService()
+        self.enqueue(delivery("b"))
+        scheduler.wake()
+        self.assertEqual(self.attempts.ids(), ["a"])
+        scheduler.startService()
+        self.addCleanup(self.stop, scheduler)
+        self.assertEqual(self.attempts.ids(), ["a", "b"])
