@@ -457,7 +457,9 @@ class HTTPSender:
                     error_message=candidate.getErrorMessage(),
                     exception=candidate.value,
                 )
-        if failure.check(TimeoutError, CancelledError):
+        # A deadline that passes before the response arrives cancels the request inside
+        # the HTTP client, which reports ResponseNeverReceived([CancelledError]).
+        if any(candidate.check(TimeoutError, CancelledError) for candidate in inner):
             return done(  # type: ignore[no-any-return]
                 error_kind=ErrorKind.TIMEOUT,
                 error_message=f"no complete answer within {delivery.timeout:g} s",
