@@ -352,16 +352,20 @@ class HTTPSender:
         self, delivery: Delivery, subscriber: Subscriber, policy: RecipientPolicy
     ) -> Attempt:
         origin = _origin(subscriber.url)
+        # The host's slot first: an attempt queued behind its host's cap takes no global
+        # slot from other hosts, and a host semaphore is never dropped from the table
+        # while an attempt still holds a reference to it without a token or a place in
+        # its queue.
         host = self._host_semaphore(origin)
-        await self._global.acquire()
+        await host.acquire()
         try:
-            await host.acquire()
+            await self._global.acquire()
             try:
                 return await self._post(delivery, subscriber, policy)
             finally:
-                self._release_host(origin, host)
+                self._global.release()
         finally:
-            self._global.release()
+            self._release_host(origin, host)
 
     async def _post(
         self, delivery: Delivery, subscriber: Subscriber, policy: RecipientPolicy
