@@ -156,7 +156,9 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
     if value is None:
         return None
     text = value.strip()
-    if text.isdigit():
+    # Only ASCII digits: str.isdigit() also accepts "²" (a latin-1 header byte) and other
+    # Unicode digits, which float() refuses or which no HTTP server means.
+    if text.isascii() and text.isdigit():
         return float(text)
     try:
         when = email.utils.parsedate_to_datetime(text)
