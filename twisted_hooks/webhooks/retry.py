@@ -41,20 +41,33 @@ THORN_RETRY_MAX = 10
 THORN_RETRY_DELAY = 60.0
 
 
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 def _delays(value: Iterable[float]) -> tuple[float, ...]:
-    delays = tuple(float(d) for d in value)
-    for delay in delays:
+    if isinstance(value, str | bytes) or not isinstance(value, Iterable):
+        raise ValueError(f"retry delays must be a sequence of numbers of seconds, got {value!r}")
+    delays = []
+    for delay in value:
+        if not _is_number(delay):
+            raise ValueError(f"retry delays must be numbers of seconds, got {delay!r}")
         if not math.isfinite(delay) or delay < 0:
             raise ValueError(f"retry delays must be finite and not negative, got {delay!r}")
-    return delays
+        delays.append(float(delay))
+    return tuple(delays)
 
 
 def _check_fraction(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
+    if not _is_number(value):
+        raise ValueError(f"{attribute.name} must be a number, got {value!r}")
     if not 0 <= value < 1:
         raise ValueError(f"{attribute.name} must be at least 0 and below 1, got {value!r}")
 
 
 def _check_cap(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
+    if not _is_number(value):
+        raise ValueError(f"{attribute.name} must be a number of seconds, got {value!r}")
     if not math.isfinite(value) or value < 0:
         raise ValueError(f"{attribute.name} must be finite and not negative, got {value!r}")
 
