@@ -456,11 +456,20 @@ class Hooks(MultiService):
         for event, waiter in items:
             bodies = self._bodies_cache.pop(event.id, {})
             d = self._fire(event, bodies)
-            d.chainDeferred(waiter)
+            # Not chainDeferred: it would leave d with None, and flush()'s list with it.
+            d.addBoth(self._relay, waiter)
             results.append(d)
         return DeferredList(results, consumeErrors=True).addCallback(
             lambda pairs: [value for _, value in pairs]
         )
+
+    @staticmethod
+    def _relay(result: Any, waiter: Deferred[SendResult]) -> Any:
+        if isinstance(result, Failure):
+            waiter.errback(result)
+        else:
+            waiter.callback(result)
+        return result
 
     # -- the webhook handler's work ------------------------------------------------------------
 
