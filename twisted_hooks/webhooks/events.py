@@ -177,7 +177,7 @@ def get_default_app() -> Hooks:
     if not _default_app:
         raise NoApplication(
             "this Event has no application: create it with Event(name, app=hooks), or call "
-            "twisted_hooks.webhooks.set_default_app(hooks) first"
+            "twisted_hooks.webhooks.events.set_default_app(hooks) first"
         )
     return _default_app[0]
 
