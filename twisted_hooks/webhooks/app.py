@@ -632,6 +632,20 @@ class Hooks(MultiService):
         store = self.subscribers if delivery.refresh_subscriber else self._static
 
         def done(result: object) -> None:
+            if (
+                isinstance(result, Failure)
+                and result.check(SubscriberNotFound)
+                and not delivery.refresh_subscriber
+            ):
+                # Given with the event (or by a callable): there is no subscription to
+                # deactivate, and nothing went wrong.
+                _log.info(
+                    "subscriber {subscriber_id} at {url} answered 410 Gone; it is not stored, "
+                    "so there is no subscription to deactivate",
+                    subscriber_id=delivery.subscriber.id,
+                    url=delivery.subscriber.url,
+                )
+                return
             if isinstance(result, Failure):
                 _log.failure(
                     "could not deactivate subscriber {subscriber_id}",
