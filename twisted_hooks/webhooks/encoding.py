@@ -4,7 +4,8 @@ Webhook bodies: JSON with Thorn's encoder rules, or form encoding.
 JSON follows Thorn's ``JsonEncoder``: datetimes keep their microseconds, aware UTC
 datetimes end in ``Z``, dates and times are ISO 8601, and :class:`~decimal.Decimal` and
 :class:`~uuid.UUID` become strings (a Decimal is never rounded through a float). The
-encoding is compact (no spaces) and UTF-8.
+encoding is compact (no spaces) and UTF-8. NaN and Infinity floats, which JSON cannot
+represent, raise :class:`EncodingError` rather than being written as invalid tokens.
 
 Form bodies (``application/x-www-form-urlencoded``) encode a mapping: each scalar value as
 itself (the JSON rules above for datetimes, decimals and UUIDs; ``true``/``false`` and an
@@ -62,7 +63,9 @@ def _default(value: object) -> object:
     )
 
 
-_encoder = json.JSONEncoder(default=_default, separators=(",", ":"), ensure_ascii=False)
+_encoder = json.JSONEncoder(
+    default=_default, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+)
 
 
 def encode_json(data: object) -> bytes:
@@ -74,8 +77,13 @@ def encode_json(data: object) -> bytes:
     try:
         return _encoder.encode(data).encode("utf-8")
     except ValueError as error:
-        # Circular references and NaN handling surface as ValueError.
-        raise EncodingError(f"event data cannot be encoded as JSON: {error}") from None
+        # Circular references and NaN or Infinity floats surface as ValueError.
+        hint = (
+            " (NaN and Infinity are not valid JSON; send null or a string instead)"
+            if "Out of range float" in str(error)
+            else ""
+        )
+        raise EncodingError(f"event data cannot be encoded as JSON: {error}{hint}") from None
 
 
 def _form_scalar(value: object) -> str:
