@@ -10,6 +10,7 @@ fires by hand. Nothing touches the network.
 
 from __future__ import annotations
 
+import importlib
 import random
 from collections.abc import Sequence
 from typing import Any
@@ -25,7 +26,6 @@ from zope.interface.verify import verifyObject
 
 from twisted_hooks.dispatcher import EventDispatcher
 from twisted_hooks.interfaces import IWebhookSender
-from twisted_hooks.webhooks import events
 from twisted_hooks.webhooks.app import (
     KEYWORDS,
     Hooks,
@@ -315,7 +315,6 @@ class SendTests(AppTestCase):
         self.assertEqual(result.event.id, "evt-1")
         self.assertEqual(result.event.name, "order.created")
         self.assertEqual(result.skipped, ())
-        self.assertFalse(result.duplicate)
         by_subscriber = {d.subscriber.id: d for d in result.deliveries}
         self.assertEqual(set(by_subscriber), {json_a.id, json_b.id, form.id})
         self.assertEqual({d.event_id for d in result.deliveries}, {"evt-1"})
@@ -791,8 +790,7 @@ class EventTests(AppTestCase):
         self.assertIn("set_default_app(hooks)", message)
         dotted = message.split("call ")[1].split("(")[0]
         module, _, name = dotted.rpartition(".")
-        self.assertEqual(module, events.__name__)
-        self.assertIs(getattr(events, name), set_default_app)
+        self.assertIs(getattr(importlib.import_module(module), name), set_default_app)
 
     def test_hooks_event(self) -> None:
         """Hooks.event makes an Event bound to the application."""

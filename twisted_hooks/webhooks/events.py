@@ -106,14 +106,11 @@ class SendResult:
     :ivar deliveries: one delivery per subscriber reached, accepted by the delivery store.
     :ivar skipped: ``(subscriber id, reason)`` for subscribers the data could not be
         encoded for (form encoding of non-mapping data).
-    :ivar duplicate: ``True`` when the event id was already published, so nothing new
-        was delivered (idempotent publishing).
     """
 
     event: WebhookEvent
     deliveries: tuple[Delivery, ...] = ()
     skipped: tuple[tuple[str, str], ...] = ()
-    duplicate: bool = False
 
     @property
     def delivery_ids(self) -> tuple[str, ...]:
@@ -177,7 +174,7 @@ def get_default_app() -> Hooks:
     if not _default_app:
         raise NoApplication(
             "this Event has no application: create it with Event(name, app=hooks), or call "
-            "twisted_hooks.webhooks.events.set_default_app(hooks) first"
+            "twisted_hooks.webhooks.set_default_app(hooks) first"
         )
     return _default_app[0]
 
