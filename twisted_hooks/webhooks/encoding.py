@@ -84,6 +84,11 @@ def encode_json(data: object) -> bytes:
             else ""
         )
         raise EncodingError(f"event data cannot be encoded as JSON: {error}{hint}") from None
+    except EncodingError:
+        raise
+    except TypeError as error:
+        # A dict key JSON cannot hold (a tuple, a UUID, bytes) is a bare TypeError.
+        raise EncodingError(f"event data cannot be encoded as JSON: {error}") from None
 
 
 def _form_scalar(value: object) -> str:
