@@ -9,9 +9,9 @@ represent, raise :class:`EncodingError` rather than being written as invalid tok
 
 Form bodies (``application/x-www-form-urlencoded``) encode a mapping: each scalar value as
 itself (the JSON rules above for datetimes, decimals and UUIDs; ``true``/``false`` and an
-empty string for ``None``), each list or tuple as a repeated key, and each nested mapping as
-its JSON text. Anything that is not a mapping cannot be form-encoded and raises
-:class:`EncodingError`.
+empty string for ``None``), each list or tuple as a repeated key, and each nested mapping
+(or list inside such a list) as its JSON text. Anything that is not a mapping cannot be
+form-encoded and raises :class:`EncodingError`.
 """
 
 from __future__ import annotations
@@ -102,7 +102,8 @@ def _form_scalar(value: object) -> str:
         return value
     if isinstance(value, int | float):
         return json.dumps(value)
-    if isinstance(value, Mapping):
+    if isinstance(value, Mapping | list | tuple):
+        # A nested mapping, or a list inside a list: its JSON text.
         return encode_json(value).decode("utf-8")
     encoded = _default(value)
     return encoded if isinstance(encoded, str) else encode_json(encoded).decode("utf-8")
