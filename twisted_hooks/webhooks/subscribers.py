@@ -92,8 +92,10 @@ def _check_url(instance: object, attribute: attrs.Attribute[str], value: str) ->
         raise ValueError(f"subscriber url {value!r} must use http or https")
     if not parts.hostname:
         raise ValueError(f"subscriber url {value!r} has no host")
-    if any(ch in value for ch in " \r\n\t"):
+    if any(ch.isspace() for ch in value):
         raise ValueError(f"subscriber url {value!r} contains white space")
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
+        raise ValueError(f"subscriber url {value!r} contains a control character")
 
 
 def _check_pattern(instance: object, attribute: attrs.Attribute[str], value: str) -> None:
@@ -121,7 +123,7 @@ def _headers(value: Mapping[str, str] | Iterable[tuple[str, str]]) -> tuple[tupl
     for name, text in pairs:
         if not isinstance(name, str) or not isinstance(text, str):
             raise ValueError(f"custom header {name!r} must map a string to a string")
-        if not name or any(not (ch.isalnum() or ch in "-_") for ch in name):
+        if not name or any(not (ch.isascii() and (ch.isalnum() or ch in "-_")) for ch in name):
             raise ValueError(f"custom header name {name!r} is not a valid header name")
         if any(ch in text for ch in "\r\n\0"):
             raise ValueError(f"custom header {name!r} has a line break or NUL in its value")
