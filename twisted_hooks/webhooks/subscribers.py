@@ -133,6 +133,11 @@ def _headers(value: Mapping[str, str] | Iterable[tuple[str, str]]) -> tuple[tupl
     return tuple(result)
 
 
+def _owner(value: object) -> str | None:
+    # Compared with the sender's identity, so converted the same way.
+    return sender_ident(value)
+
+
 def _secrets(value: Iterable[str]) -> tuple[str, ...]:
     secrets = tuple(value)
     for secret in secrets:
@@ -156,7 +161,8 @@ class Subscriber:
     :ivar content_type: ``application/json`` (default) or
         ``application/x-www-form-urlencoded``.
     :ivar owner: the user this subscription belongs to; it receives only events sent by
-        that user. ``None`` receives every matching event.
+        that user. ``None`` receives every matching event. Anything else is converted
+        as the sender is (:func:`sender_ident`): a model's ``pk`` or ``id``, as a string.
     :ivar active: inactive subscribers receive nothing (a 410 Gone answer deactivates).
     :ivar headers: extra headers sent with every delivery, as ``(name, value)`` pairs.
     :ivar previous_secrets: older secrets that still sign ``webhook-signature`` while a
@@ -171,7 +177,7 @@ class Subscriber:
     secret: str = attrs.field(factory=generate_secret, validator=_check_secret)
     digest: str = attrs.field(default="sha256", validator=_check_digest)
     content_type: str = attrs.field(default=JSON, validator=_check_content_type)
-    owner: str | None = None
+    owner: str | None = attrs.field(default=None, converter=_owner)
     active: bool = True
     headers: tuple[tuple[str, str], ...] = attrs.field(default=(), converter=_headers)
     previous_secrets: tuple[str, ...] = attrs.field(default=(), converter=_secrets)
