@@ -328,9 +328,13 @@ def _one(event: str, item: object, default_secret: str) -> Subscriber:
         if "url" not in data:
             raise ValueError(f"static subscriber for {event!r} has no 'url': {item!r}")
         content_type = data.get("content_type", JSON)
-        if not any(k in data for k in ("id", "uuid")):
+        # None or empty counts as absent (and is dropped, so it cannot clash with the
+        # value filled in under the other name).
+        if not any(data.get(k) for k in ("id", "uuid")):
+            data.pop("uuid", None)
             data["id"] = static_id(data["event"], data["url"], content_type)
         if not any(data.get(k) for k in ("secret", "hmac_secret")):
+            data.pop("hmac_secret", None)
             data["secret"] = default_secret
         return Subscriber.from_dict(data)
     raise ValueError(
