@@ -51,6 +51,14 @@ autodoc_type_aliases = {
     "IEventDispatcher": "twisted_hooks.IEventDispatcher",
     "IReactorTime": "twisted.internet.interfaces.IReactorTime",
     "IReactorFromThreads": "twisted.internet.interfaces.IReactorFromThreads",
+    "IReactorTCP": "twisted.internet.interfaces.IReactorTCP",
+    "IStreamClientEndpoint": "twisted.internet.interfaces.IStreamClientEndpoint",
+    "IAgent": "twisted.web.iweb.IAgent",
+    "IPolicyForHTTPS": "twisted.web.iweb.IPolicyForHTTPS",
+    "ISubscriberStore": "twisted_hooks.interfaces.ISubscriberStore",
+    "IDeliveryStore": "twisted_hooks.interfaces.IDeliveryStore",
+    "IWebhookSender": "twisted_hooks.interfaces.IWebhookSender",
+    "IRecipientValidator": "twisted_hooks.webhooks.validators.IRecipientValidator",
 }
 nitpicky = False
 
