@@ -276,6 +276,20 @@ class FormTests(SynchronousTestCase):
             encode_form({"deep": {"x": object()}})
 
 
+class FormNumberTests(SynchronousTestCase):
+    """Numbers in form bodies follow the JSON rules."""
+
+    def test_nan_and_infinity_are_refused(self) -> None:
+        """A NaN or infinite float cannot be form-encoded, as it cannot be JSON-encoded."""
+        for value in (float("nan"), float("inf"), -float("inf")):
+            with self.assertRaises(EncodingError):
+                encode_form({"x": value})
+
+    def test_numbers(self) -> None:
+        """Integers and finite floats are written as JSON writes them."""
+        self.assertEqual(encode_form({"i": 3, "f": 0.5}), b"i=3&f=0.5")
+
+
 class EncodeBodyTests(SynchronousTestCase):
     def test_content_types(self) -> None:
         """The two content types are JSON and form."""

@@ -331,7 +331,6 @@ class DecideTests(SynchronousTestCase):
             ErrorKind.DNS,
             ErrorKind.STATUS,
             ErrorKind.REDIRECT,
-            ErrorKind.BODY_TOO_LARGE,
             ErrorKind.INTERNAL,
         ):
             update = decide(delivery, make_attempt(2, error_kind=kind), NOW, random.Random(0))

@@ -718,3 +718,35 @@ class MemorySubscriberStoreTests(SynchronousTestCase):
         self.add(owner="alice", active=False)
         self.assertEqual(self.match("order.created", "alice"), set())
         self.assertEqual(self.match("order.created"), set())
+
+
+class NormalisationTests(SynchronousTestCase):
+    """Values that mean the same are stored the same way; values of the wrong type are
+    refused."""
+
+    def test_id_is_canonical(self) -> None:
+        """An upper-case or brace-less UUID, or a UUID object, becomes canonical text, so
+        the same subscriber cannot be stored under two spellings of its id."""
+        value = uuid.uuid4()
+        for spelling in (str(value).upper(), value.hex, value):
+            subscriber = Subscriber(event="a.*", url="https://example.com/", id=spelling)
+            self.assertEqual(subscriber.id, str(value))
+
+    def test_bad_id_is_refused(self) -> None:
+        """An id that is not a UUID is a ValueError naming the value."""
+        with self.assertRaises(ValueError) as caught:
+            Subscriber(event="a.*", url="https://example.com/", id="not-a-uuid")
+        self.assertIn("'not-a-uuid'", str(caught.exception))
+
+    def test_active_must_be_a_bool(self) -> None:
+        """active='false' (a string) is refused rather than taken as true."""
+        with self.assertRaises(ValueError) as caught:
+            Subscriber.from_dict(url="https://example.com/", event="a.*", active="false")
+        self.assertIn("'active' must be true or false", str(caught.exception))
+
+    def test_naive_times_are_utc(self) -> None:
+        """A naive created_at is taken as UTC, whatever the local time zone."""
+        naive = datetime.datetime(2024, 1, 2, 3, 4, 5)
+        subscriber = Subscriber(event="a.*", url="https://example.com/", created_at=naive)
+        self.assertEqual(subscriber.created_at.tzinfo, datetime.timezone.utc)
+        self.assertEqual(subscriber.as_dict()["created_at"], "2024-01-02T03:04:05Z")

@@ -79,8 +79,6 @@ class ErrorKind:
     GONE = "gone"
     #: The recipient was refused by the recipient validators. Not retried.
     SECURITY = "security"
-    #: The response body was larger than the cap.
-    BODY_TOO_LARGE = "body_too_large"
     #: The subscriber was removed or deactivated before the attempt.
     SUBSCRIBER = "subscriber"
     #: Anything else (a bug); retried.

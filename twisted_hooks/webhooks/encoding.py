@@ -100,10 +100,9 @@ def _form_scalar(value: object) -> str:
         return "false"
     if isinstance(value, str):
         return value
-    if isinstance(value, int | float):
-        return json.dumps(value)
-    if isinstance(value, Mapping | list | tuple):
-        # A nested mapping, or a list inside a list: its JSON text.
+    if isinstance(value, int | float | Mapping | list | tuple):
+        # Numbers as JSON writes them (NaN and infinities refused); a nested mapping, or
+        # a list inside a list: its JSON text.
         return encode_json(value).decode("utf-8")
     encoded = _default(value)
     return encoded if isinstance(encoded, str) else encode_json(encoded).decode("utf-8")

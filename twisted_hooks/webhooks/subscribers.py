@@ -73,11 +73,28 @@ def _now() -> datetime.datetime:
     return datetime.datetime.now(datetime.timezone.utc)
 
 
-def _check_id(instance: object, attribute: attrs.Attribute[str], value: str) -> None:
+def _canonical_id(value: object) -> str:
+    """A subscriber id in canonical form: lower-case, hyphenated UUID text."""
+    if isinstance(value, uuid.UUID):
+        return str(value)
     try:
-        uuid.UUID(value)
+        return str(uuid.UUID(value))  # type: ignore[arg-type]
     except (TypeError, ValueError, AttributeError):
         raise ValueError(f"subscriber id must be a UUID string, got {value!r}") from None
+
+
+def _check_bool(instance: object, attribute: attrs.Attribute[bool], value: bool) -> None:
+    if not isinstance(value, bool):
+        raise ValueError(
+            f"subscriber field {attribute.name!r} must be true or false, got {value!r}"
+        )
+
+
+def _aware(value: datetime.datetime) -> datetime.datetime:
+    """Times are aware; a naive one is taken to be UTC."""
+    if not isinstance(value, datetime.datetime):
+        raise ValueError(f"subscriber times must be datetimes, got {value!r}")
+    return value if value.tzinfo is not None else value.replace(tzinfo=datetime.timezone.utc)
 
 
 def _check_url(instance: object, attribute: attrs.Attribute[str], value: str) -> None:
@@ -151,7 +168,8 @@ class Subscriber:
     """
     A registration of ``url`` for the events matching ``event``.
 
-    :ivar id: a UUID string; stable, it is the ``Hook-Subscription`` header.
+    :ivar id: a UUID string, kept in canonical (lower-case, hyphenated) form; stable, it is
+        the ``Hook-Subscription`` header.
     :ivar event: the event pattern (``article.*``, ``*.created``, ``order.*.paid``, ``*``).
     :ivar url: where deliveries are POSTed (http or https).
     :ivar secret: signs ``Hook-HMAC`` (as UTF-8, Thorn's rule) and ``webhook-signature``
@@ -167,22 +185,22 @@ class Subscriber:
     :ivar headers: extra headers sent with every delivery, as ``(name, value)`` pairs.
     :ivar previous_secrets: older secrets that still sign ``webhook-signature`` while a
         secret rotates, so receivers holding either secret can verify.
-    :ivar created_at: when the subscriber was created (aware UTC).
+    :ivar created_at: when the subscriber was created (aware; a naive time is taken as UTC).
     :ivar updated_at: when it last changed (aware UTC).
     """
 
     event: str = attrs.field(validator=_check_pattern)
     url: str = attrs.field(validator=_check_url)
-    id: str = attrs.field(factory=lambda: str(uuid.uuid4()), validator=_check_id)
+    id: str = attrs.field(factory=lambda: str(uuid.uuid4()), converter=_canonical_id)
     secret: str = attrs.field(factory=generate_secret, validator=_check_secret)
     digest: str = attrs.field(default="sha256", validator=_check_digest)
     content_type: str = attrs.field(default=JSON, validator=_check_content_type)
     owner: str | None = attrs.field(default=None, converter=_owner)
-    active: bool = True
+    active: bool = attrs.field(default=True, validator=_check_bool)
     headers: tuple[tuple[str, str], ...] = attrs.field(default=(), converter=_headers)
     previous_secrets: tuple[str, ...] = attrs.field(default=(), converter=_secrets)
-    created_at: datetime.datetime = attrs.field(factory=_now)
-    updated_at: datetime.datetime = attrs.field(factory=_now)
+    created_at: datetime.datetime = attrs.field(factory=_now, converter=_aware)
+    updated_at: datetime.datetime = attrs.field(factory=_now, converter=_aware)
 
     @property
     def hmac_secret(self) -> str:
