@@ -55,6 +55,7 @@ from twisted_hooks.webhooks.events import (
 )
 from twisted_hooks.webhooks.retry import RetryPolicy
 from twisted_hooks.webhooks.sender import HTTPSender
+from twisted_hooks.webhooks.signing import sign_standard, standard_key
 from twisted_hooks.webhooks.subscribers import Subscriber, static_id
 from twisted_hooks.webhooks.validators import (
     RecipientPolicy,
@@ -602,6 +603,17 @@ class StaticSubscriberTests(AppTestCase):
         self.assertEqual(subscriber.secret, hooks.default_secret)
         other = Hooks(self.clock, sender=self.sender)
         self.assertNotEqual(other.default_secret, hooks.default_secret)
+
+    def test_random_default_secrets_are_valid_signing_keys(self) -> None:
+        """
+        The random default secret is a well-formed ``whsec_`` secret that decodes to 32
+        bytes and signs, every time (URL-safe base64 would be refused by standard_key
+        whenever it held a '-' or '_').
+        """
+        for _ in range(200):
+            secret = Hooks(self.clock, sender=self.sender).default_secret
+            self.assertEqual(len(standard_key(secret)), 32)
+            sign_standard(secret, "msg_1", 1700000000, b"{}")
 
     def test_bad_static_subscriber(self) -> None:
         """A static subscriber of an unknown shape is refused at construction, naming the

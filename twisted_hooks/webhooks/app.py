@@ -19,7 +19,6 @@ ignores them, so they never become webhooks themselves.
 from __future__ import annotations
 
 import random
-import secrets
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -55,6 +54,7 @@ from twisted_hooks.webhooks.patterns import pattern_matches, validate_event_name
 from twisted_hooks.webhooks.retry import RetryPolicy
 from twisted_hooks.webhooks.scheduler import Scheduler
 from twisted_hooks.webhooks.sender import HTTPSender
+from twisted_hooks.webhooks.signing import generate_secret
 from twisted_hooks.webhooks.subscribers import (
     MemorySubscriberStore,
     Subscriber,
@@ -256,9 +256,7 @@ class Hooks(MultiService):
                 max_response_body=self.settings.max_response_body,
             )
         self.sender = sender
-        self.default_secret = (
-            default_secret if default_secret is not None else "whsec_" + secrets.token_urlsafe(32)
-        )
+        self.default_secret = default_secret if default_secret is not None else generate_secret()
         static, callables = parse_subscribers(static_subscribers or {}, self.default_secret)
         self._static = MemorySubscriberStore(static)
         self._static_callables = callables

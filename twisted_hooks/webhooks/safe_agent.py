@@ -141,13 +141,12 @@ async def _vetted_addresses(
         addresses = await done
     except DeferredTimeoutError:
         raise RecipientLookupError(
-            f"Resolving {recipient.host} (for {recipient.origin}) took more than "
-            f"{timeout:g} s; the delivery will be retried."
+            f"Resolving {recipient.host} (for {recipient.origin}) took more than {timeout:g} s."
         ) from None
     if not addresses:
         raise RecipientLookupError(
             f"{recipient.host} (for {recipient.origin}) resolves to no address; check the "
-            f"host name. The delivery will be retried."
+            "host name."
         )
     for address in addresses:
         try:
