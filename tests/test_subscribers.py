@@ -244,6 +244,8 @@ class SerializationTests(SynchronousTestCase):
                 "active": False,
                 "headers": {"X-Tenant": "acme"},
                 "previous_secrets": ["old"],
+                "max_concurrency": None,
+                "rate_limit": None,
                 "created_at": "2024-01-02T03:04:05.678901Z",
                 "updated_at": "2024-02-03T04:05:06Z",
             },

@@ -18,7 +18,9 @@ if TYPE_CHECKING:
     from twisted.internet.defer import Deferred
 
     from twisted_hooks.dispatcher import FireResult
-    from twisted_hooks.webhooks.delivery import Attempt, Delivery, DeliveryUpdate
+    from twisted_hooks.store.tokens import Token
+    from twisted_hooks.webhooks.delivery import Attempt, Delivery, DeliveryStats, DeliveryUpdate
+    from twisted_hooks.webhooks.health import EndpointHealth
     from twisted_hooks.webhooks.subscribers import Subscriber
 
 
@@ -117,23 +119,40 @@ class IDeliveryStore(Interface):
     Keeps deliveries from their creation to their end (delivered or dead).
 
     The scheduler drives it: :meth:`enqueue` new deliveries, :meth:`claim` the due ones
-    under a lease, attempt them, then :meth:`record` what happened. A durable store commits
-    in :meth:`enqueue` before the first attempt, so nothing accepted is lost.
+    under a lease, attempt them, then :meth:`record` what happened (or :meth:`release` a
+    delivery an endpoint's limits held back). A durable store commits in :meth:`enqueue`
+    before the first attempt, so nothing accepted is lost; a claimed delivery whose lease
+    expires (its claimer crashed) is claimable again, with the same id.
     """
 
     durable = Attribute("``True`` when deliveries survive the process.")
 
-    def enqueue(deliveries: Sequence[Delivery]) -> Deferred[None]:
-        """Store new deliveries, due at their ``next_attempt_at``, all at once."""
+    def enqueue(
+        deliveries: Sequence[Delivery], idempotency_key: str | None = None
+    ) -> Deferred[bool]:
+        """
+        Store new deliveries, due at their ``next_attempt_at``, in one transaction.
+
+        With an ``idempotency_key`` (a published event's id), the key is stored in the same
+        transaction; when it is known already nothing is stored and the Deferred fires
+        ``False``. Otherwise it fires ``True``.
+        """
 
     def claim(now: float, limit: int, lease: float) -> Deferred[Sequence[Delivery]]:
         """
         Take up to ``limit`` deliveries due at ``now`` (including those whose lease has
-        expired), leasing each for ``lease`` seconds so no other claimer takes it meanwhile.
+        expired), earliest due first, leasing each until ``now + lease`` so no other
+        claimer takes it meanwhile. Claimed deliveries are ``in_flight``.
         """
 
     def record(updates: Sequence[DeliveryUpdate]) -> Deferred[None]:
-        """Write the outcome of attempts: delivered, retry at a time, or dead."""
+        """Write the outcome of attempts, in one transaction: delivered, retry at a time,
+        or dead; each attempt is kept. An update for a delivery that has already ended is
+        ignored (its attempt is still kept)."""
+
+    def release(delivery_id: str, due_at: float) -> Deferred[None]:
+        """Give back a claimed delivery without an attempt, due again at ``due_at`` (its
+        endpoint's concurrency cap, rate limit or open circuit held it back)."""
 
     def next_due() -> Deferred[float | None]:
         """The earliest time a delivery becomes claimable, or ``None`` when none waits."""
@@ -145,9 +164,58 @@ class IDeliveryStore(Interface):
         """The attempts made for a delivery, oldest first."""
 
     def list(
-        status: str | None = None, subscriber_id: str | None = None, limit: int = 100
+        status: str | None = None,
+        subscriber_id: str | None = None,
+        limit: int = 100,
+        since: float | None = None,
     ) -> Deferred[Sequence[Delivery]]:
-        """Deliveries, newest first, filtered by status and subscriber."""
+        """Deliveries, newest first, filtered by status, subscriber and creation time
+        (``created_at >= since``)."""
+
+    def retry(delivery_id: str, now: float) -> Deferred[Delivery]:
+        """
+        Make a dead delivery pending again, due at ``now``, keeping its id and attempts: it
+        resumes its retry schedule (one more attempt when the schedule was used up).
+        Fails with :class:`KeyError` for an unknown id and :class:`ValueError` when the
+        delivery is not dead.
+        """
+
+    def recover(subscriber_id: str, since: float, now: float) -> Deferred[int]:
+        """Make every dead delivery of a subscriber created at or after ``since`` pending
+        again, due at ``now``; fires how many."""
+
+    def prune(before: float) -> Deferred[int]:
+        """Delete delivered deliveries (with their attempts) that were delivered before
+        ``before``; fires how many. Dead deliveries are kept."""
+
+    def stats(now: float) -> Deferred[DeliveryStats]:
+        """Counts by status and the age of the oldest due delivery (for metrics)."""
+
+
+class IHealthStore(Interface):
+    """Keeps the health of endpoints (subscribers): failure streaks, circuits, disabling."""
+
+    def load_health() -> Deferred[Sequence[EndpointHealth]]:
+        """Every stored endpoint health record."""
+
+    def save_health(records: Sequence[EndpointHealth]) -> Deferred[None]:
+        """Insert or replace these records (by subscriber id), in one transaction."""
+
+
+class ITokenStore(Interface):
+    """Keeps the API's bearer tokens, hashed: the token itself is never stored."""
+
+    def add_token(token: Token) -> Deferred[Token]:
+        """Store a new token; fails with :class:`ValueError` when its name is taken."""
+
+    def token_by_hash(token_hash: str) -> Deferred[Token | None]:
+        """The token with this hash, revoked or not, or ``None``."""
+
+    def tokens() -> Deferred[Sequence[Token]]:
+        """Every token, oldest first."""
+
+    def revoke_token(name: str, now: float) -> Deferred[Token]:
+        """Mark a token revoked; fails with :class:`KeyError` for an unknown name."""
 
 
 class IWebhookSender(Interface):

@@ -41,6 +41,7 @@ __all__ = [
     "Attempt",
     "Delivery",
     "DeliveryNotFound",
+    "DeliveryStats",
     "DeliveryUpdate",
     "ErrorKind",
     "MemoryDeliveryStore",
@@ -145,6 +146,7 @@ class Delivery:
     :ivar status: one of :data:`STATUSES`.
     :ivar lease_expires_at: while in flight, when another claimer may take it.
     :ivar last_error: the last attempt's error message, if it failed.
+    :ivar finished_at: when it was delivered or died, or ``None`` while it is not finished.
     """
 
     id: str
@@ -162,6 +164,7 @@ class Delivery:
     status: str = PENDING
     lease_expires_at: float | None = None
     last_error: str | None = None
+    finished_at: float | None = None
 
     @property
     def finished(self) -> bool:
@@ -184,6 +187,21 @@ class DeliveryUpdate:
     status: str
     attempt: Attempt
     next_attempt_at: float | None = None
+
+
+@attrs.frozen
+class DeliveryStats:
+    """
+    A summary of a delivery store, for metrics.
+
+    :ivar counts: how many deliveries are in each status (every status of
+        :data:`STATUSES` is present).
+    :ivar oldest_due_age: seconds since the oldest claimable delivery became due, or
+        ``None`` when none is due.
+    """
+
+    counts: dict[str, int] = attrs.field(eq=True, hash=False)
+    oldest_due_age: float | None = None
 
 
 def decide(delivery: Delivery, attempt: Attempt, now: float, rng: random.Random) -> DeliveryUpdate:
@@ -224,7 +242,9 @@ class MemoryDeliveryStore:
 
     durable = False
 
-    def __init__(self, keep_finished: int = 10_000, keep_attempts: int = 20) -> None:
+    def __init__(
+        self, keep_finished: int = 10_000, keep_attempts: int = 20, keep_keys: int = 100_000
+    ) -> None:
         self._deliveries: dict[str, Delivery] = {}
         self._attempts: dict[str, deque[Attempt]] = {}
         self._due: list[tuple[float, int, str]] = []
@@ -232,6 +252,8 @@ class MemoryDeliveryStore:
         self._finished: deque[str] = deque()
         self._keep_finished = keep_finished
         self._keep_attempts = keep_attempts
+        self._keys: dict[str, None] = {}
+        self._keep_keys = keep_keys
 
     def __len__(self) -> int:
         """How many deliveries are held (unfinished ones and the kept finished ones)."""
@@ -244,8 +266,14 @@ class MemoryDeliveryStore:
     def _schedule(self, when: float, delivery_id: str) -> None:
         heapq.heappush(self._due, (when, next(self._order), delivery_id))
 
-    def enqueue(self, deliveries: Sequence[Delivery]) -> Deferred[None]:
-        """Hold new deliveries, due at their ``next_attempt_at``."""
+    def enqueue(
+        self, deliveries: Sequence[Delivery], idempotency_key: str | None = None
+    ) -> Deferred[bool]:
+        """Hold new deliveries, due at their ``next_attempt_at``; with a known
+        ``idempotency_key`` (the last ``keep_keys`` are remembered), hold nothing and fire
+        ``False``."""
+        if idempotency_key is not None and idempotency_key in self._keys:
+            return succeed(False)
         batch: set[str] = set()
         for delivery in deliveries:
             if delivery.id in self._deliveries:
@@ -256,7 +284,11 @@ class MemoryDeliveryStore:
         for delivery in deliveries:
             self._deliveries[delivery.id] = delivery
             self._schedule(delivery.next_attempt_at, delivery.id)
-        return succeed(None)
+        if idempotency_key is not None:
+            self._keys[idempotency_key] = None
+            while len(self._keys) > self._keep_keys:
+                del self._keys[next(iter(self._keys))]
+        return succeed(True)
 
     def claim(self, now: float, limit: int, lease: float) -> Deferred[Sequence[Delivery]]:
         """Take up to ``limit`` due deliveries (expired leases included), leased until
@@ -294,9 +326,12 @@ class MemoryDeliveryStore:
             attempts.append(update.attempt)
             if delivery.finished:
                 continue  # a late update (an expired lease's claimer): the end is final
+            ended = update.status in (DELIVERED, DEAD)
+            attempt = update.attempt
             changed = attrs.evolve(
                 delivery,
                 status=update.status,
+                finished_at=attempt.started_at + attempt.duration if ended else None,
                 attempts=max(delivery.attempts, update.attempt.number),
                 lease_expires_at=None,
                 last_error=update.attempt.error_message,
@@ -321,16 +356,93 @@ class MemoryDeliveryStore:
             self._deliveries.pop(old, None)
             self._attempts.pop(old, None)
 
-    def next_due(self) -> Deferred[float | None]:
-        """The earliest due time in the heap (stale entries are dropped first)."""
+    def release(self, delivery_id: str, due_at: float) -> Deferred[None]:
+        """Give back a claimed delivery, unattempted, due again at ``due_at``."""
+        delivery = self._deliveries.get(delivery_id)
+        if delivery is None:
+            return fail(DeliveryNotFound(delivery_id))
+        if delivery.status != IN_FLIGHT:
+            return succeed(None)
+        self._deliveries[delivery_id] = attrs.evolve(
+            delivery,
+            status=RETRYING if delivery.attempts else PENDING,
+            next_attempt_at=due_at,
+            lease_expires_at=None,
+        )
+        self._schedule(due_at, delivery_id)
+        return succeed(None)
+
+    def _earliest(self) -> float | None:
         due = self._due
         while due:
             when, _, delivery_id = due[0]
             delivery = self._deliveries.get(delivery_id)
             if delivery is not None and self._claimable(delivery, when):
-                return succeed(when)
+                return when
             heapq.heappop(due)
-        return succeed(None)
+        return None
+
+    def next_due(self) -> Deferred[float | None]:
+        """The earliest due time in the heap (stale entries are dropped first)."""
+        return succeed(self._earliest())
+
+    def retry(self, delivery_id: str, now: float) -> Deferred[Delivery]:
+        """Make a dead delivery pending again, due at ``now``."""
+        delivery = self._deliveries.get(delivery_id)
+        if delivery is None:
+            return fail(DeliveryNotFound(delivery_id))
+        if delivery.status != DEAD:
+            return fail(
+                ValueError(f"delivery {delivery_id!r} is {delivery.status}; only dead ones retry")
+            )
+        return succeed(self._revive(delivery, now))
+
+    def _revive(self, delivery: Delivery, now: float) -> Delivery:
+        revived = attrs.evolve(
+            delivery,
+            status=RETRYING if delivery.attempts else PENDING,
+            next_attempt_at=now,
+            finished_at=None,
+        )
+        self._deliveries[delivery.id] = revived
+        if delivery.id in self._finished:
+            self._finished.remove(delivery.id)
+        self._schedule(now, delivery.id)
+        return revived
+
+    def recover(self, subscriber_id: str, since: float, now: float) -> Deferred[int]:
+        """Make the dead deliveries of a subscriber made at or after ``since`` pending."""
+        dead = [
+            d
+            for d in self._deliveries.values()
+            if d.status == DEAD and d.subscriber.id == subscriber_id and d.created_at >= since
+        ]
+        for delivery in dead:
+            self._revive(delivery, now)
+        return succeed(len(dead))
+
+    def prune(self, before: float) -> Deferred[int]:
+        """Forget delivered deliveries delivered before ``before``."""
+        old = {
+            d.id
+            for d in self._deliveries.values()
+            if d.status == DELIVERED and d.finished_at is not None and d.finished_at < before
+        }
+        for delivery_id in old:
+            del self._deliveries[delivery_id]
+            self._attempts.pop(delivery_id, None)
+        if old:
+            self._finished = deque(i for i in self._finished if i not in old)
+        return succeed(len(old))
+
+    def stats(self, now: float) -> Deferred[DeliveryStats]:
+        """Counts by status, and the age of the oldest due delivery."""
+        counts = dict.fromkeys(STATUSES, 0)
+        for delivery in self._deliveries.values():
+            counts[delivery.status] += 1
+        earliest = self._earliest()
+        age = now - earliest if earliest is not None and earliest <= now else None
+        return succeed(DeliveryStats(counts, age))
 
     def get(self, delivery_id: str) -> Deferred[Delivery]:
         """A delivery by id; fails with :class:`DeliveryNotFound`."""
@@ -346,9 +458,13 @@ class MemoryDeliveryStore:
         return succeed(list(self._attempts.get(delivery_id, ())))
 
     def list(
-        self, status: str | None = None, subscriber_id: str | None = None, limit: int = 100
+        self,
+        status: str | None = None,
+        subscriber_id: str | None = None,
+        limit: int = 100,
+        since: float | None = None,
     ) -> Deferred[Sequence[Delivery]]:
-        """Held deliveries, newest first, filtered by status and subscriber."""
+        """Held deliveries, newest first, filtered by status, subscriber and creation time."""
         if status is not None and status not in STATUSES:
             return fail(ValueError(f"unknown status {status!r}; use one of {STATUSES!r}"))
         found: list[Delivery] = []
@@ -356,6 +472,8 @@ class MemoryDeliveryStore:
             if status is not None and delivery.status != status:
                 continue
             if subscriber_id is not None and delivery.subscriber.id != subscriber_id:
+                continue
+            if since is not None and delivery.created_at < since:
                 continue
             found.append(delivery)
             if len(found) >= limit:

@@ -90,6 +90,19 @@ def _check_bool(instance: object, attribute: attrs.Attribute[bool], value: bool)
         )
 
 
+def _check_limit(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise ValueError(
+            f"subscriber field {attribute.name!r} must be a positive number or None, got {value!r}"
+        )
+    if attribute.name == "max_concurrency" and not isinstance(value, int):
+        raise ValueError(
+            f"subscriber field 'max_concurrency' must be a whole number, got {value!r}"
+        )
+
+
 def _aware(value: datetime.datetime) -> datetime.datetime:
     """Times are aware; a naive one is taken to be UTC."""
     if not isinstance(value, datetime.datetime):
@@ -185,6 +198,10 @@ class Subscriber:
     :ivar headers: extra headers sent with every delivery, as ``(name, value)`` pairs.
     :ivar previous_secrets: older secrets that still sign ``webhook-signature`` while a
         secret rotates, so receivers holding either secret can verify.
+    :ivar max_concurrency: the most attempts under way at once to this endpoint, or
+        ``None`` for the application's per-host cap only.
+    :ivar rate_limit: the most attempts per second to this endpoint (a token bucket whose
+        burst is one second's worth), or ``None`` for no limit.
     :ivar created_at: when the subscriber was created (aware; a naive time is taken as UTC).
     :ivar updated_at: when it last changed (aware UTC).
     """
@@ -199,6 +216,8 @@ class Subscriber:
     active: bool = attrs.field(default=True, validator=_check_bool)
     headers: tuple[tuple[str, str], ...] = attrs.field(default=(), converter=_headers)
     previous_secrets: tuple[str, ...] = attrs.field(default=(), converter=_secrets)
+    max_concurrency: int | None = attrs.field(default=None, validator=_check_limit)
+    rate_limit: float | None = attrs.field(default=None, validator=_check_limit)
     created_at: datetime.datetime = attrs.field(factory=_now, converter=_aware)
     updated_at: datetime.datetime = attrs.field(factory=_now, converter=_aware)
 
@@ -248,6 +267,8 @@ class Subscriber:
             "active": self.active,
             "headers": dict(self.headers),
             "previous_secrets": list(self.previous_secrets),
+            "max_concurrency": self.max_concurrency,
+            "rate_limit": self.rate_limit,
             "created_at": _isoformat(self.created_at),
             "updated_at": _isoformat(self.updated_at),
         }
