@@ -121,6 +121,9 @@ class Scheduler(Service):
         if self._pumping:
             self._again = True
             return
+        if len(self._in_flight) >= self.max_in_flight:
+            # A pump would claim nothing and arm nothing; a finishing attempt wakes us.
+            return
         Deferred.fromCoroutine(self._pump()).addErrback(self._pump_failed)
 
     def _pump_failed(self, failure: Failure) -> None:
