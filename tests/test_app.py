@@ -25,7 +25,7 @@ from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from twisted_hooks.dispatcher import EventDispatcher
-from twisted_hooks.interfaces import IWebhookSender
+from twisted_hooks.interfaces import IHealthStore, IWebhookSender
 from twisted_hooks.webhooks.app import (
     KEYWORDS,
     Hooks,
@@ -40,7 +40,9 @@ from twisted_hooks.webhooks.delivery import (
     RETRYING,
     Attempt,
     Delivery,
+    DeliveryUpdate,
     ErrorKind,
+    MemoryDeliveryStore,
 )
 from twisted_hooks.webhooks.encoding import FORM, EncodingError, encode_json
 from twisted_hooks.webhooks.events import (
@@ -53,6 +55,7 @@ from twisted_hooks.webhooks.events import (
     get_default_app,
     set_default_app,
 )
+from twisted_hooks.webhooks.health import OPEN, EndpointHealth
 from twisted_hooks.webhooks.retry import RetryPolicy
 from twisted_hooks.webhooks.sender import HTTPSender
 from twisted_hooks.webhooks.signing import sign_standard, standard_key
@@ -178,7 +181,9 @@ class AppTestCase(SynchronousTestCase):
     def hooks(self, *, start: bool = True, **kwargs: Any) -> Hooks:
         """A Hooks application; started unless ``start`` is false."""
         kwargs.setdefault("sender", self.sender)
-        kwargs.setdefault("settings", Settings(retry=ONE_RETRY))
+        # Outcomes are recorded at once: these tests are about the application, not about
+        # the scheduler's batching (RecordBatchingTests uses the default delay).
+        kwargs.setdefault("settings", Settings(retry=ONE_RETRY, record_delay=0.0))
         kwargs.setdefault("rng", random.Random(0))
         kwargs.setdefault("default_secret", "default-secret")
         hooks = Hooks(self.clock, **kwargs)
@@ -1283,3 +1288,304 @@ class BufferTests(AppTestCase):
         self.assertIsInstance(result, Failure)
         result.trap(HooksNotRunning)
         self.failureResultOf(held, HooksNotRunning)
+
+
+#: Ten retries, one second apart, no jitter.
+MANY_RETRIES = RetryPolicy(delays=(1.0,) * 10, jitter=0.0)
+
+
+class CountingDeliveryStore(MemoryDeliveryStore):
+    """A memory delivery store noting the deliveries of each record call."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[list[str]] = []
+
+    def record(self, updates: Sequence[DeliveryUpdate]) -> Deferred[None]:
+        self.records.append([u.delivery_id for u in updates])
+        return super().record(updates)
+
+
+@implementer(IHealthStore)
+class FakeHealthStore:
+    """An IHealthStore in a dict."""
+
+    def __init__(self, records: Sequence[EndpointHealth] = ()) -> None:
+        self.records = {r.subscriber_id: r for r in records}
+        self.saves = 0
+
+    def load_health(self) -> Deferred[Sequence[EndpointHealth]]:
+        return succeed(list(self.records.values()))
+
+    def save_health(self, records: Sequence[EndpointHealth]) -> Deferred[None]:
+        self.saves += 1
+        self.records.update((r.subscriber_id, r) for r in records)
+        return succeed(None)
+
+
+class EndpointLimitTests(AppTestCase):
+    """Per-endpoint limits, end to end."""
+
+    def test_max_concurrency(self) -> None:
+        """A subscriber's max_concurrency caps the attempts under way to it: the others
+        are held back (still pending, no attempt counted) and go as slots free up; all
+        end delivered with one attempt each."""
+        hooks = self.hooks()
+        self.subscribe(hooks, "order.created", max_concurrency=2)
+        self.sender.script[URL] = [HOLD] * 5
+        ids = [self.send(hooks, "order.created").deliveries[0].id for _ in range(5)]
+        self.assertEqual(len(self.sender.held), 2)
+        self.assertEqual([self.stored(hooks, i).status for i in ids[2:]], [PENDING] * 3)
+        self.assertEqual([self.stored(hooks, i).attempts for i in ids[2:]], [0] * 3)
+        most = 2
+        while self.sender.held or hooks.unfinished:
+            if self.sender.held:
+                self.sender.finish()
+            self.clock.advance(hooks.settings.busy_retry)
+            most = max(most, len(self.sender.held))
+        self.assertEqual(most, 2)
+        self.assertEqual(len(self.sender.calls), 5)
+        self.assertEqual([self.stored(hooks, i).status for i in ids], [DELIVERED] * 5)
+        self.assertEqual([self.stored(hooks, i).attempts for i in ids], [1] * 5)
+        self.assertEqual(hooks.endpoint_health.in_use(self.sender.calls[0][1].id), 0)
+
+    def test_rate_limit(self) -> None:
+        """A subscriber's rate_limit spaces its attempts: two per second with a burst of
+        two, the rest one token apart."""
+        hooks = self.hooks()
+        self.subscribe(hooks, "order.created", rate_limit=2.0)
+        for _ in range(6):
+            self.send(hooks, "order.created")
+        self.clock.pump([0.25] * 20)
+        started = [d.attempts for d, _ in self.sender.calls]
+        self.assertEqual(started, [0] * 6)
+        times = [
+            a.started_at
+            for d in self.all_deliveries(hooks)
+            for a in self.successResultOf(hooks.deliveries.attempts(d.id))
+        ]
+        self.assertEqual(sorted(times), [1000.0, 1000.0, 1000.5, 1001.0, 1001.5, 1002.0])
+        self.assertEqual(hooks.unfinished, 0)
+
+    def test_unlimited_endpoint_unaffected(self) -> None:
+        """Limits of one subscriber do not hold back another's deliveries."""
+        hooks = self.hooks()
+        self.subscribe(hooks, "order.created", URL, rate_limit=1.0)
+        self.subscribe(hooks, "order.created", OTHER_URL)
+        for _ in range(3):
+            self.send(hooks, "order.created")
+        self.assertEqual(self.sender.urls().count(OTHER_URL), 3)
+        self.assertEqual(self.sender.urls().count(URL), 1)
+
+
+class CircuitBreakerTests(AppTestCase):
+    """The circuit breaker, end to end."""
+
+    def settings(self, **kwargs: Any) -> Settings:
+        """Settings with a short streak, many retries and outcomes written at once."""
+        kwargs.setdefault("retry", MANY_RETRIES)
+        return Settings(circuit_failures=2, circuit_cooldown=30.0, record_delay=0.0, **kwargs)
+
+    def test_open_circuit_holds_then_recovers(self) -> None:
+        """After circuit_failures failures in a row the endpoint's deliveries are held
+        back, not failed (webhook.endpoint.opened is fired); after the cool-down one probe
+        goes, and its success fires webhook.endpoint.recovered and lets the rest go."""
+        hooks = self.hooks(settings=self.settings())
+        subscriber = self.subscribe(hooks, "order.created")
+        opened = self.operational(hooks, "webhook.endpoint.opened")
+        recovered = self.operational(hooks, "webhook.endpoint.recovered")
+        failed = self.operational(hooks, "webhook.delivery.failed")
+        self.sender.script[URL] = [ERROR, ERROR, HOLD]
+        (first,) = self.send(hooks, "order.created").deliveries
+        self.clock.advance(1.0)
+        (event,) = opened
+        self.assertEqual(event.delivery.id, first.id)
+        assert event.health is not None
+        self.assertEqual((event.health.circuit, event.health.subscriber_id), (OPEN, subscriber.id))
+        (second,) = self.send(hooks, "order.created").deliveries
+        self.clock.advance(29.0)  # the cool-down ends at 1031
+        self.assertEqual(len(self.sender.calls), 2)
+        self.assertEqual(self.stored(hooks, second.id).status, PENDING)
+        self.assertEqual(self.stored(hooks, second.id).attempts, 0)
+        self.assertEqual(len(failed), 2)
+        self.clock.advance(1.0)
+        self.assertEqual(len(self.sender.calls), 3)  # one probe
+        self.clock.advance(5.0)
+        self.assertEqual(len(self.sender.calls), 3)  # the other is held while it is out
+        self.assertEqual(recovered, [])
+        self.sender.finish()
+        (event,) = recovered
+        self.assertIn("closed", event.reason)
+        self.clock.advance(hooks.settings.busy_retry)
+        self.assertEqual(len(self.sender.calls), 4)
+        self.assertEqual(
+            {self.stored(hooks, first.id).status, self.stored(hooks, second.id).status},
+            {DELIVERED},
+        )
+        self.assertEqual(len(failed), 2)
+
+    def test_health_store(self) -> None:
+        """An open circuit stored in the health store is honoured after a restart, and the
+        health is saved when the application stops."""
+        subscriber = Subscriber(event="order.created", url=URL)
+        store = FakeHealthStore(
+            [
+                EndpointHealth(
+                    subscriber.id, 5, 990.0, 999.0, OPEN, opened_at=999.0, updated_at=999.0
+                )
+            ]
+        )
+        hooks = self.hooks(settings=self.settings(), health=store)
+        self.successResultOf(hooks.subscribers.add(subscriber))
+        (delivery,) = self.send(hooks, "order.created").deliveries
+        self.assertEqual(self.sender.calls, [])
+        self.clock.advance(30.0)
+        self.assertEqual(len(self.sender.calls), 1)
+        self.assertEqual(self.stored(hooks, delivery.id).status, DELIVERED)
+        self.successResultOf(hooks.stopService())
+        self.assertEqual(
+            store.records[subscriber.id], EndpointHealth(subscriber.id, updated_at=1030.0)
+        )
+        self.assertGreaterEqual(store.saves, 1)
+
+
+class AutoDisableTests(AppTestCase):
+    """Automatic disabling after sustained failure."""
+
+    def test_disabled_after_sustained_failure(self) -> None:
+        """disable_failures failures spanning disable_period deactivate the subscriber
+        and fire webhook.endpoint.disabled; its pending deliveries then end dead with
+        ErrorKind.SUBSCRIBER, and later sends no longer reach it."""
+        settings = Settings(
+            retry=RetryPolicy(delays=(10.0,) * 5, jitter=0.0),
+            circuit_failures=100,
+            disable_failures=3,
+            disable_period=20.0,
+            record_delay=0.0,
+        )
+        hooks = self.hooks(settings=settings)
+        subscriber = self.subscribe(hooks, "order.created")
+        disabled = self.operational(hooks, "webhook.endpoint.disabled")
+        dead = self.operational(hooks, "webhook.delivery.dead")
+        self.sender.script[URL] = [ERROR] * 10
+        (first,) = self.send(hooks, "order.created").deliveries
+        self.clock.advance(5.0)
+        (second,) = self.send(hooks, "order.created").deliveries
+        self.clock.advance(5.0)  # 1010: failures 3 and 4, spanning 10 s
+        self.assertEqual(disabled, [])
+        self.clock.advance(10.0)  # 1020: the streak spans 20 s
+        (event,) = disabled
+        self.assertIn("the subscription is deactivated", event.reason)
+        assert event.health is not None
+        self.assertEqual(event.health.disabled_since, 1020.0)
+        self.assertFalse(self.successResultOf(hooks.subscribers.get(subscriber.id)).active)
+        calls = len(self.sender.calls)
+        self.clock.advance(20.0)
+        self.assertEqual(len(self.sender.calls), calls)
+        for delivery in (first, second):
+            self.assertEqual(self.stored(hooks, delivery.id).status, DEAD)
+            last = self.successResultOf(hooks.deliveries.attempts(delivery.id))[-1]
+            self.assertEqual(last.error_kind, ErrorKind.SUBSCRIBER)
+        self.assertEqual({e.delivery.id for e in dead}, {first.id, second.id})
+        self.assertEqual(self.send(hooks, "order.created").deliveries, ())
+
+
+class IdempotentSendTests(AppTestCase):
+    """Sends with an explicit event id."""
+
+    def test_same_event_id_twice(self) -> None:
+        """A second send with the same event_id is a duplicate: no deliveries, no
+        attempt, nothing unfinished."""
+        hooks = self.hooks()
+        self.subscribe(hooks, "order.created")
+        self.sender.script[URL] = [HOLD]
+        first = self.send(hooks, "order.created", event_id="evt-1")
+        self.assertFalse(first.duplicate)
+        self.assertEqual(len(first.deliveries), 1)
+        second = self.send(hooks, "order.created", event_id="evt-1")
+        self.assertTrue(second.duplicate)
+        self.assertEqual(second.deliveries, ())
+        self.assertEqual(second.event.id, "evt-1")
+        self.assertEqual(len(self.sender.calls), 1)
+        self.assertEqual(hooks.unfinished, 1)
+        self.assertEqual(len(self.all_deliveries(hooks)), 1)
+        self.assertFalse(self.send(hooks, "order.created", event_id="evt-2").duplicate)
+
+    def test_without_event_id(self) -> None:
+        """Without an event_id every send delivers, even with the same data."""
+        hooks = self.hooks()
+        self.subscribe(hooks, "order.created")
+        results = [self.send(hooks, "order.created", {"n": 1}) for _ in range(2)]
+        self.assertEqual([r.duplicate for r in results], [False, False])
+        self.assertEqual(len(self.sender.calls), 2)
+
+    def test_remembered_without_subscribers(self) -> None:
+        """An event published when nobody subscribed is remembered too: sending its id
+        again after a subscription delivers nothing."""
+        hooks = self.hooks()
+        self.assertFalse(self.send(hooks, "order.created", event_id="evt-1").duplicate)
+        self.subscribe(hooks, "order.created")
+        self.assertTrue(self.send(hooks, "order.created", event_id="evt-1").duplicate)
+        self.assertEqual(self.sender.calls, [])
+
+    def test_duplicate_in_buffer(self) -> None:
+        """Held sends keep their idempotency: the second of two sends of one id in a
+        buffer is a duplicate."""
+        hooks = self.hooks()
+        self.subscribe(hooks, "order.created")
+        with hooks.buffer_events():
+            first = hooks.send("order.created", {}, event_id="evt-1")
+            second = hooks.send("order.created", {}, event_id="evt-1")
+        self.assertFalse(self.successResultOf(first).duplicate)
+        self.assertTrue(self.successResultOf(second).duplicate)
+        self.assertEqual(len(self.sender.calls), 1)
+
+
+class HealthSettingsTests(AppTestCase):
+    """The new settings and outcome batching through the application."""
+
+    def test_bad_health_settings(self) -> None:
+        """Thresholds below one, durations out of range and non-numbers are refused with
+        a ValueError naming the setting."""
+        for kwargs in [
+            {"circuit_failures": 0},
+            {"circuit_cooldown": 0.0},
+            {"circuit_cooldown": "30"},
+            {"disable_failures": 0},
+            {"disable_period": -1.0},
+            {"record_delay": -0.01},
+            {"record_delay": True},
+            {"busy_retry": 0.0},
+            {"health_save_delay": -1.0},
+        ]:
+            with self.assertRaises(ValueError) as caught:
+                Settings(**kwargs)
+            self.assertIn(next(iter(kwargs)), str(caught.exception))
+
+    def test_defaults(self) -> None:
+        """The documented defaults."""
+        settings = Settings()
+        self.assertEqual(
+            (
+                settings.circuit_failures,
+                settings.circuit_cooldown,
+                settings.disable_failures,
+                settings.disable_period,
+                settings.record_delay,
+            ),
+            (5, 30.0, 50, 86_400.0, 0.01),
+        )
+
+    def test_outcomes_recorded_in_one_batch(self) -> None:
+        """With the default record_delay the outcomes of one send's deliveries are
+        written with one record call, and only then announced."""
+        store = CountingDeliveryStore()
+        hooks = self.hooks(settings=Settings(retry=ONE_RETRY), deliveries=store)
+        for url in (URL, OTHER_URL, FORM_URL):
+            self.subscribe(hooks, "order.created", url)
+        result = self.send(hooks, "order.created")
+        self.assertEqual(store.records, [])
+        self.assertEqual(hooks.unfinished, 3)
+        self.clock.advance(0.01)
+        self.assertEqual([sorted(r) for r in store.records], [sorted(result.delivery_ids)])
+        self.assertEqual(hooks.unfinished, 0)

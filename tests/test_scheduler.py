@@ -31,7 +31,7 @@ from twisted_hooks.webhooks.delivery import (
     MemoryDeliveryStore,
 )
 from twisted_hooks.webhooks.retry import RetryPolicy
-from twisted_hooks.webhooks.scheduler import Scheduler
+from twisted_hooks.webhooks.scheduler import HoldBack, Scheduler
 from twisted_hooks.webhooks.subscribers import Subscriber
 
 SUBSCRIBER = Subscriber(event="*", url="https://example.com/hook", secret="s3cret")
@@ -48,6 +48,8 @@ ERROR: dict[str, Any] = {
 }
 #: FakeAttempts returns an unfired Deferred, fired later with ``FakeAttempts.finish``.
 HOLD = object()
+#: The scheduler's default record_delay: updates wait this long to share a record call.
+RECORD_DELAY = 0.01
 
 
 def delivery(
@@ -70,7 +72,8 @@ def delivery(
 class FakeAttempts:
     """
     An attempt function: answers each delivery with the next scripted outcome for its id
-    (``OK`` when nothing is scripted), an exception to raise, or ``HOLD``.
+    (``OK`` when nothing is scripted), an exception to raise, a :class:`HoldBack`, or
+    ``HOLD``.
     """
 
     def __init__(self, clock: Clock) -> None:
@@ -89,16 +92,18 @@ class FakeAttempts:
             **fields,
         )
 
-    def __call__(self, delivery: Delivery) -> Deferred[Attempt]:
+    def __call__(self, delivery: Delivery) -> Deferred[Attempt | HoldBack]:
         self.calls.append(delivery)
         script = self.script.get(delivery.id)
         outcome = script.pop(0) if script else OK
         if outcome is HOLD:
             held: Deferred[Attempt] = Deferred()
             self.held.setdefault(delivery.id, []).append(held)
-            return held
+            return held  # type: ignore[return-value]
         if isinstance(outcome, BaseException):
             raise outcome
+        if isinstance(outcome, HoldBack):
+            return succeed(outcome)
         assert isinstance(outcome, dict)
         return succeed(self.make(delivery, outcome))
 
@@ -154,6 +159,10 @@ class SchedulerTestCase(SynchronousTestCase):
         self.clock.advance(when - self.clock.seconds())
         self.assertEqual(self.clock.seconds(), when)
 
+    def settle(self) -> None:
+        """Let the waiting updates' batch be recorded (``record_delay`` passes)."""
+        self.clock.advance(RECORD_DELAY)
+
 
 class ConstructionTests(SchedulerTestCase):
     """Arguments are checked."""
@@ -166,6 +175,7 @@ class ConstructionTests(SchedulerTestCase):
             ({"batch": 0}, "batch"),
             ({"lease": 0.0}, "lease"),
             ({"lease": -1.0}, "lease"),
+            ({"record_delay": -0.1}, "record_delay"),
         ]:
             with self.assertRaises(ValueError) as caught:
                 self.scheduler(start=False, **kwargs)
@@ -183,6 +193,7 @@ class ClaimingTests(SchedulerTestCase):
         scheduler.startService()
         self.addCleanup(self.stop, scheduler)
         self.assertEqual(self.attempts.ids(), ["a", "b"])
+        self.settle()
         self.assertEqual(self.status("a"), DELIVERED)
         self.assertEqual(self.status("later"), PENDING)
 
@@ -253,6 +264,7 @@ class ClaimingTests(SchedulerTestCase):
         self.assertEqual(self.attempts.ids(), [])
         self.clock.advance(1.0)
         self.assertEqual(self.attempts.ids(), ["a"])
+        self.settle()
         (call,) = self.clock.getDelayedCalls()
         self.assertEqual(call.getTime(), 60.0)
 
@@ -298,7 +310,7 @@ class ConcurrencyTests(SchedulerTestCase):
 
     def test_max_in_flight(self) -> None:
         """No more than max_in_flight attempts are under way; each one that finishes
-        pulls the next due delivery."""
+        (and whose outcome is recorded) pulls the next due delivery."""
         for name in "abcd":
             self.attempts.script[name] = [HOLD]
         self.enqueue(*(delivery(name) for name in "abcd"))
@@ -307,19 +319,22 @@ class ConcurrencyTests(SchedulerTestCase):
         self.assertEqual(scheduler.in_flight, 2)
         self.assertEqual(self.status("c"), PENDING)
         self.attempts.finish("b")
+        self.settle()
         self.assertEqual(self.attempts.ids(), ["a", "b", "c"])
         self.assertEqual(scheduler.in_flight, 2)
         self.attempts.finish("a")
         self.attempts.finish("c")
+        self.settle()
         self.assertEqual(self.attempts.ids(), ["a", "b", "c", "d"])
         self.assertEqual(scheduler.in_flight, 1)
         self.attempts.finish("d")
+        self.settle()
         self.assertEqual(scheduler.in_flight, 0)
         self.assertEqual([self.status(n) for n in "abcd"], [DELIVERED] * 4)
 
     def test_wait_in_flight(self) -> None:
         """wait_in_flight fires at once when idle, else when the last attempt under way
-        has finished."""
+        has finished and its outcome has been recorded."""
         scheduler = self.scheduler()
         self.assertIsNone(self.successResultOf(scheduler.wait_in_flight()))
         self.attempts.script = {"a": [HOLD], "b": [HOLD]}
@@ -327,8 +342,11 @@ class ConcurrencyTests(SchedulerTestCase):
         scheduler.wake()
         waiting = scheduler.wait_in_flight()
         self.attempts.finish("a")
+        self.settle()
         self.assertNoResult(waiting)
         self.attempts.finish("b")
+        self.assertNoResult(waiting)
+        self.settle()
         self.assertIsNone(self.successResultOf(waiting))
 
     def test_own_attempt_not_repeated_on_lease_expiry(self) -> None:
@@ -360,6 +378,7 @@ class RetryTests(SchedulerTestCase):
         self.attempts.script["a"] = [ERROR]
         self.enqueue(delivery("a", retry=policy))
         self.scheduler(rng=random.Random(7))
+        self.settle()
         self.assertEqual(self.status("a"), RETRYING)
         stored = self.successResultOf(self.store.get("a"))
         self.assertEqual(stored.next_attempt_at, expected)
@@ -368,6 +387,7 @@ class RetryTests(SchedulerTestCase):
         self.advance_to(expected)
         self.assertEqual(self.attempts.ids(), ["a", "a"])
         self.assertEqual(self.attempts.calls[1].attempts, 1)
+        self.settle()
         self.assertEqual(self.status("a"), DELIVERED)
 
     def test_dead_after_last_attempt(self) -> None:
@@ -377,9 +397,11 @@ class RetryTests(SchedulerTestCase):
         self.enqueue(delivery("a"))
         self.scheduler()
         self.advance_to(10.0)
+        self.settle()
         self.assertEqual(self.status("a"), RETRYING)
         self.advance_to(30.0)
         self.assertEqual(self.attempts.ids(), ["a", "a", "a"])
+        self.settle()
         stored = self.successResultOf(self.store.get("a"))
         self.assertEqual((stored.status, stored.attempts), (DEAD, 3))
         numbers = [a.number for a in self.successResultOf(self.store.attempts("a"))]
@@ -394,6 +416,7 @@ class RetryTests(SchedulerTestCase):
         ]
         self.enqueue(delivery("a"))
         self.scheduler()
+        self.settle()
         self.assertEqual(self.status("a"), DEAD)
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
@@ -404,11 +427,12 @@ class RetryTests(SchedulerTestCase):
         ]
         self.enqueue(delivery("a"))
         self.scheduler()
+        self.settle()
         update = self.updates[0][1]
         self.assertEqual(update.next_attempt_at, 120.0)
-        self.clock.advance(119.0)
+        self.advance_to(119.0)
         self.assertEqual(self.attempts.ids(), ["a"])
-        self.clock.advance(1.0)
+        self.advance_to(120.0)
         self.assertEqual(self.attempts.ids(), ["a", "a"])
 
     def test_retry_after_shorter_than_schedule(self) -> None:
@@ -417,6 +441,7 @@ class RetryTests(SchedulerTestCase):
         self.attempts.script["a"] = [{**ERROR, "status_code": 429, "retry_after": 1.0}]
         self.enqueue(delivery("a"))
         self.scheduler()
+        self.settle()
         self.assertEqual(self.updates[0][1].next_attempt_at, 10.0)
 
     def test_attempt_raises(self) -> None:
@@ -425,6 +450,7 @@ class RetryTests(SchedulerTestCase):
         self.attempts.script["a"] = [RuntimeError("bug in the sender")]
         self.enqueue(delivery("a"))
         self.scheduler()
+        self.settle()
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
         (recorded,) = self.successResultOf(self.store.attempts("a"))
         self.assertEqual(recorded.error_kind, ErrorKind.INTERNAL)
@@ -433,6 +459,7 @@ class RetryTests(SchedulerTestCase):
         self.assertEqual(recorded.number, 1)
         self.assertEqual(self.status("a"), RETRYING)
         self.advance_to(10.0)
+        self.settle()
         self.assertEqual(self.status("a"), DELIVERED)
 
     def test_attempt_fails_async(self) -> None:
@@ -441,6 +468,7 @@ class RetryTests(SchedulerTestCase):
         self.enqueue(delivery("a"))
         scheduler = self.scheduler()
         self.attempts.held["a"].pop().errback(ValueError("late bug"))
+        self.settle()
         self.assertEqual(len(self.flushLoggedErrors(ValueError)), 1)
         (recorded,) = self.successResultOf(self.store.attempts("a"))
         self.assertEqual(recorded.error_kind, ErrorKind.INTERNAL)
@@ -455,12 +483,14 @@ class RetryTests(SchedulerTestCase):
         store.record_failures = 1
         self.enqueue(delivery("a"))
         scheduler = self.scheduler(lease=60.0)
+        self.settle()
         self.assertEqual(len(self.flushLoggedErrors(ConnectionError)), 1)
         self.assertEqual(self.updates, [])
         self.assertEqual(scheduler.in_flight, 0)
         self.assertEqual(self.status("a"), IN_FLIGHT)
         self.advance_to(60.0)
         self.assertEqual(self.attempts.ids(), ["a", "a"])
+        self.settle()
         self.assertEqual(self.status("a"), DELIVERED)
 
 
@@ -474,6 +504,7 @@ class UpdateHandlerTests(SchedulerTestCase):
         self.enqueue(delivery("a"))
         self.scheduler()
         self.advance_to(10.0)
+        self.settle()
         self.assertEqual(
             [(d.id, d.attempts, u.status, stored) for d, u, stored in self.updates],
             [("a", 0, RETRYING, RETRYING), ("a", 1, DELIVERED, DELIVERED)],
@@ -493,6 +524,7 @@ class UpdateHandlerTests(SchedulerTestCase):
         scheduler = Scheduler(self.store, self.attempts, self.clock, on_update)
         with capturedLogs() as events:
             scheduler.startService()
+            self.settle()
         self.addCleanup(self.stop, scheduler)
         self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 2)
         self.assertEqual(calls, ["a", "b"])
@@ -501,6 +533,7 @@ class UpdateHandlerTests(SchedulerTestCase):
         self.assertEqual([e["delivery_id"] for e in failures], ["a", "b"])
         self.enqueue(delivery("c"))
         scheduler.wake()
+        self.settle()
         self.assertEqual(calls, ["a", "b", "c"])
         self.flushLoggedErrors(ZeroDivisionError)
 
@@ -510,6 +543,7 @@ class UpdateHandlerTests(SchedulerTestCase):
         scheduler = Scheduler(self.store, self.attempts, self.clock)
         scheduler.startService()
         self.addCleanup(self.stop, scheduler)
+        self.settle()
         self.assertEqual(self.status("a"), DELIVERED)
 
 
@@ -566,3 +600,232 @@ class StopTests(SchedulerTestCase):
         scheduler.startService()
         self.addCleanup(self.stop, scheduler)
         self.assertEqual(self.attempts.ids(), ["a", "b"])
+
+
+class CountingStore(FlakyStore):
+    """A flaky memory store that notes each record and release call."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[list[str]] = []
+        self.releases: list[tuple[str, float]] = []
+        self.release_failures = 0
+
+    def record(self, updates: Sequence[DeliveryUpdate]) -> Deferred[None]:
+        self.records.append([u.delivery_id for u in updates])
+        return super().record(updates)
+
+    def release(self, delivery_id: str, due_at: float) -> Deferred[None]:
+        self.releases.append((delivery_id, due_at))
+        if self.release_failures:
+            self.release_failures -= 1
+            return fail(ConnectionError("database went away"))
+        return super().release(delivery_id, due_at)
+
+
+class CountingTestCase(SchedulerTestCase):
+    """Runs on a CountingStore."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.store = self.counting = CountingStore()
+
+
+class HoldBackTests(CountingTestCase):
+    """An attempt function that holds a delivery back."""
+
+    def test_released_not_attempted(self) -> None:
+        """A HoldBack releases the delivery until its time: no attempt is recorded or
+        counted, on_update is not called, its slot is free; it is claimed again at that
+        time and its real attempt is number 1."""
+        self.attempts.script["a"] = [HoldBack(5.0, "rate limit")]
+        self.enqueue(delivery("a"))
+        scheduler = self.scheduler()
+        self.assertEqual(self.counting.releases, [("a", 5.0)])
+        stored = self.successResultOf(self.store.get("a"))
+        self.assertEqual(
+            (stored.status, stored.attempts, stored.next_attempt_at), (PENDING, 0, 5.0)
+        )
+        self.assertEqual(scheduler.in_flight, 0)
+        self.settle()
+        self.assertEqual(self.counting.records, [])
+        self.assertEqual(self.updates, [])
+        self.assertEqual(self.successResultOf(self.store.attempts("a")), [])
+        self.advance_to(4.9)
+        self.assertEqual(self.attempts.ids(), ["a"])
+        self.advance_to(5.0)
+        self.assertEqual(self.attempts.ids(), ["a", "a"])
+        self.settle()
+        stored = self.successResultOf(self.store.get("a"))
+        self.assertEqual((stored.status, stored.attempts), (DELIVERED, 1))
+
+    def test_retrying_delivery_keeps_attempts(self) -> None:
+        """A retry held back stays retrying with its attempts counted so far."""
+        self.attempts.script["a"] = [ERROR, HoldBack(15.0, "circuit open")]
+        self.enqueue(delivery("a"))
+        self.scheduler()
+        self.advance_to(10.0)
+        stored = self.successResultOf(self.store.get("a"))
+        self.assertEqual(
+            (stored.status, stored.attempts, stored.next_attempt_at), (RETRYING, 1, 15.0)
+        )
+        self.advance_to(15.0)
+        self.settle()
+        self.assertEqual(self.status("a"), DELIVERED)
+        self.assertEqual(
+            [a.number for a in self.successResultOf(self.store.attempts("a"))], [1, 2]
+        )
+
+    def test_release_failure(self) -> None:
+        """A release the store refuses is logged; the delivery is claimed again when its
+        lease expires."""
+        self.counting.release_failures = 1
+        self.attempts.script["a"] = [HoldBack(5.0, "busy")]
+        self.enqueue(delivery("a"))
+        scheduler = self.scheduler(lease=30.0)
+        self.assertEqual(len(self.flushLoggedErrors(ConnectionError)), 1)
+        self.assertEqual(scheduler.in_flight, 0)
+        self.assertEqual(self.status("a"), IN_FLIGHT)
+        self.advance_to(30.0)
+        self.assertEqual(self.attempts.ids(), ["a", "a"])
+        self.settle()
+        self.assertEqual(self.status("a"), DELIVERED)
+
+
+class RecordBatchingTests(CountingTestCase):
+    """Outcomes are written in batches."""
+
+    def test_one_record_call(self) -> None:
+        """Attempts finishing together are written with one record call after
+        record_delay; until then they stay in flight and on_update is not called."""
+        self.enqueue(*(delivery(name) for name in "abc"))
+        scheduler = self.scheduler()
+        self.assertEqual(self.attempts.ids(), ["a", "b", "c"])
+        self.assertEqual(self.counting.records, [])
+        self.assertEqual([self.status(n) for n in "abc"], [IN_FLIGHT] * 3)
+        self.assertEqual(scheduler.in_flight, 3)
+        self.assertEqual(self.updates, [])
+        self.clock.advance(RECORD_DELAY / 2)
+        self.assertEqual(self.counting.records, [])
+        self.clock.advance(RECORD_DELAY / 2)
+        self.assertEqual(self.counting.records, [["a", "b", "c"]])
+        self.assertEqual([(d.id, s) for d, _, s in self.updates], [(n, DELIVERED) for n in "abc"])
+        self.assertEqual(scheduler.in_flight, 0)
+
+    def test_full_batch_written_at_once(self) -> None:
+        """As soon as ``batch`` outcomes wait they are written, without waiting for the
+        timer; the rest wait for theirs."""
+        self.attempts.script = {name: [HOLD] for name in "abc"}
+        self.enqueue(*(delivery(name) for name in "abc"))
+        self.scheduler(batch=2)
+        self.attempts.finish("a")
+        self.assertEqual(self.counting.records, [])
+        self.attempts.finish("b")
+        self.assertEqual(self.counting.records, [["a", "b"]])
+        self.attempts.finish("c")
+        self.assertEqual(self.counting.records, [["a", "b"]])
+        self.settle()
+        self.assertEqual(self.counting.records, [["a", "b"], ["c"]])
+
+    def test_timer_from_first_outcome(self) -> None:
+        """record_delay counts from the first waiting outcome, not the last."""
+        self.attempts.script = {"a": [HOLD], "b": [HOLD]}
+        self.enqueue(delivery("a"), delivery("b"))
+        self.scheduler(record_delay=1.0)
+        self.attempts.finish("a")
+        self.clock.advance(0.6)
+        self.attempts.finish("b")
+        self.clock.advance(0.4)
+        self.assertEqual(self.counting.records, [["a", "b"]])
+
+    def test_zero_delay(self) -> None:
+        """record_delay=0 writes each outcome at once."""
+        self.enqueue(delivery("a"), delivery("b"))
+        self.scheduler(record_delay=0.0)
+        self.assertEqual(self.counting.records, [["a"], ["b"]])
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_slot_freed_after_record(self) -> None:
+        """A delivery's in-flight slot is freed only once its outcome is written: with
+        max_in_flight=1 the next delivery waits for the record."""
+        self.enqueue(delivery("a"), delivery("b"))
+        scheduler = self.scheduler(max_in_flight=1)
+        self.assertEqual(self.attempts.ids(), ["a"])
+        self.assertEqual(scheduler.in_flight, 1)
+        self.settle()
+        self.assertEqual(self.attempts.ids(), ["a", "b"])
+
+    def test_not_claimed_while_unwritten(self) -> None:
+        """A delivery whose lease runs out while its outcome waits to be written is not
+        attempted again."""
+        self.enqueue(delivery("a"))
+        self.scheduler(lease=0.004)
+        self.clock.advance(0.005)
+        self.assertEqual(self.attempts.ids(), ["a"])
+        self.clock.advance(0.005)
+        self.assertEqual(self.attempts.ids(), ["a"])
+        self.assertEqual(self.status("a"), DELIVERED)
+
+    def test_failing_record(self) -> None:
+        """A batch the store cannot write is logged once, naming its deliveries; they are
+        not announced, their slots are freed, and they are claimed again (same ids) when
+        their leases expire, then delivered."""
+        self.counting.record_failures = 1
+        self.enqueue(delivery("a"), delivery("b"))
+        with capturedLogs() as events:
+            scheduler = self.scheduler(lease=30.0)
+            self.settle()
+        self.assertEqual(len(self.flushLoggedErrors(ConnectionError)), 1)
+        (logged,) = [e for e in events if e.get("log_level") == LogLevel.critical]
+        self.assertEqual(logged["delivery_ids"], "a, b")
+        self.assertEqual(self.updates, [])
+        self.assertEqual(scheduler.in_flight, 0)
+        self.assertEqual([self.status("a"), self.status("b")], [IN_FLIGHT, IN_FLIGHT])
+        self.advance_to(30.0)
+        self.assertEqual(self.attempts.ids(), ["a", "b", "a", "b"])
+        self.settle()
+        self.assertEqual([self.status("a"), self.status("b")], [DELIVERED, DELIVERED])
+        self.assertEqual(self.counting.records, [["a", "b"], ["a", "b"]])
+
+    def test_record_raising(self) -> None:
+        """A store whose record raises instead of failing its Deferred is handled the
+        same way."""
+
+        def broken(updates: Sequence[DeliveryUpdate]) -> Deferred[None]:
+            raise RuntimeError("bug in the store")
+
+        self.counting.record = broken  # type: ignore[method-assign]
+        self.enqueue(delivery("a"))
+        scheduler = self.scheduler()
+        self.settle()
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        self.assertEqual(scheduler.in_flight, 0)
+        self.assertEqual(self.status("a"), IN_FLIGHT)
+
+
+class StopFlushTests(CountingTestCase):
+    """stopService and the waiting batch."""
+
+    def test_stop_flushes(self) -> None:
+        """stopService writes the waiting outcomes at once, announces them, and fires
+        once they are written; no timer is left."""
+        self.enqueue(delivery("a"), delivery("b"))
+        scheduler = self.scheduler(record_delay=5.0)
+        self.assertEqual(self.counting.records, [])
+        stopped = scheduler.stopService()
+        self.assertEqual(self.counting.records, [["a", "b"]])
+        self.assertIsNone(self.successResultOf(stopped))
+        self.assertEqual([d.id for d, _, _ in self.updates], ["a", "b"])
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_outcome_after_stop_written_at_once(self) -> None:
+        """An attempt finishing after stopService is written at once (no batch delay), so
+        the stop is not held up."""
+        self.attempts.script["a"] = [HOLD]
+        self.enqueue(delivery("a"))
+        scheduler = self.scheduler(record_delay=5.0)
+        stopped = scheduler.stopService()
+        self.assertNoResult(stopped)
+        self.attempts.finish("a")
+        self.assertEqual(self.counting.records, [["a"]])
+        self.assertIsNone(self.successResultOf(stopped))

@@ -11,9 +11,16 @@ The webhook application: :class:`Hooks`.
 Webhook events are fired on the application's dispatcher with the details ``name`` (the
 event name), ``kind`` (``"webhook"``) and ``owner`` (the sender's identity), so
 in-process handlers can subscribe to them like to any event. The application's own
-operational events (``webhook.delivery.failed``, ``webhook.delivery.dead``,
-``webhook.endpoint.disabled``) are fired with ``kind="operational"``; the webhook handler
+operational events (:class:`OperationalEvent`: ``webhook.delivery.failed``,
+``webhook.delivery.dead``, ``webhook.endpoint.disabled``, ``webhook.endpoint.opened``,
+``webhook.endpoint.recovered``) are fired with ``kind="operational"``; the webhook handler
 ignores them, so they never become webhooks themselves.
+
+Before each attempt the endpoint's health
+(:class:`~twisted_hooks.webhooks.health.EndpointHealthTracker`) is asked whether it may go:
+a subscriber's ``max_concurrency`` and ``rate_limit``, and its circuit breaker, hold a
+delivery back (released to the store, due again later, no attempt counted) rather than
+fail it.
 """
 
 from __future__ import annotations
@@ -31,7 +38,12 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from twisted_hooks.dispatcher import EventDispatcher, FireResult
-from twisted_hooks.interfaces import IDeliveryStore, ISubscriberStore, IWebhookSender
+from twisted_hooks.interfaces import (
+    IDeliveryStore,
+    IHealthStore,
+    ISubscriberStore,
+    IWebhookSender,
+)
 from twisted_hooks.webhooks.buffer import BufferState, EventBuffer
 from twisted_hooks.webhooks.delivery import (
     DEAD,
@@ -50,9 +62,17 @@ from twisted_hooks.webhooks.events import (
     SendResult,
     WebhookEvent,
 )
+from twisted_hooks.webhooks.health import (
+    DISABLED,
+    OPENED,
+    RECOVERED,
+    EndpointHealth,
+    EndpointHealthTracker,
+    HealthEvent,
+)
 from twisted_hooks.webhooks.patterns import pattern_matches, validate_event_name
 from twisted_hooks.webhooks.retry import RetryPolicy
-from twisted_hooks.webhooks.scheduler import Scheduler
+from twisted_hooks.webhooks.scheduler import HoldBack, Scheduler
 from twisted_hooks.webhooks.sender import HTTPSender
 from twisted_hooks.webhooks.signing import generate_secret
 from twisted_hooks.webhooks.subscribers import (
@@ -93,9 +113,21 @@ class HooksNotRunning(RuntimeError):
     """A send reached an application that is not started (or is stopping)."""
 
 
+def _number(attribute: attrs.Attribute[float], value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{attribute.name} must be a number of seconds, got {value!r}")
+
+
 def _positive(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
+    _number(attribute, value)
     if not value > 0:
         raise ValueError(f"{attribute.name} must be positive, got {value!r}")
+
+
+def _not_negative(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
+    _number(attribute, value)
+    if not value >= 0:
+        raise ValueError(f"{attribute.name} must be zero or positive, got {value!r}")
 
 
 def _at_least_one(instance: object, attribute: attrs.Attribute[int], value: int) -> None:
@@ -121,10 +153,28 @@ class Settings:
     :ivar max_per_host: attempts under way at once to one host.
     :ivar max_response_body: response bytes read before the connection is dropped.
     :ivar lease: seconds a claimed delivery is leased; at least the timeout plus a margin.
-    :ivar batch: the most deliveries claimed at once.
+    :ivar batch: the most deliveries claimed at once, and the most attempt outcomes
+        recorded at once.
+    :ivar record_delay: the longest an attempt's outcome waits for others to share its
+        write to the delivery store, in seconds (``0``: written at once). 10 ms costs
+        little latency and turns a burst of outcomes into one transaction.
     :ivar poll_interval: seconds between claims for stores shared with other processes.
     :ivar phase: the dispatcher phase the webhook handler runs in.
     :ivar backend: ``"default"`` (deliver) or ``"disabled"`` (deliver nothing).
+    :ivar circuit_failures: failed attempts in a row to one endpoint that open its
+        circuit. 5 tells a broken endpoint from a few unlucky attempts quickly.
+    :ivar circuit_cooldown: seconds an open circuit holds the endpoint's deliveries back
+        before one probe is let through. 30 s spares a struggling receiver without
+        delaying its recovery much.
+    :ivar disable_failures: failed attempts in a row after which an endpoint is
+        disabled (its subscriber deactivated, ``webhook.endpoint.disabled`` fired)...
+    :ivar disable_period: ...provided they span at least this many seconds. Both must
+        hold: 50 failures over 24 hours, as Svix and Hook0 disable endpoints that have
+        failed for a day, so a short outage never disables anyone.
+    :ivar busy_retry: seconds after which a delivery held back by its endpoint's full
+        ``max_concurrency`` (or by a half-open circuit whose probe is out) is tried again.
+    :ivar health_save_delay: seconds endpoint health changes are collected before they
+        are written to the health store (one write for all of them).
     """
 
     timeout: float = attrs.field(default=10.0, validator=_positive)
@@ -135,9 +185,16 @@ class Settings:
     max_response_body: int = 64 * 1024
     lease: float = attrs.field(default=60.0, validator=_positive)
     batch: int = attrs.field(default=100, validator=_at_least_one)
+    record_delay: float = attrs.field(default=0.01, validator=_not_negative)
     poll_interval: float | None = None
     phase: str = "during"
     backend: str = attrs.field(default="default", validator=_backend)
+    circuit_failures: int = attrs.field(default=5, validator=_at_least_one)
+    circuit_cooldown: float = attrs.field(default=30.0, validator=_positive)
+    disable_failures: int = attrs.field(default=50, validator=_at_least_one)
+    disable_period: float = attrs.field(default=86_400.0, validator=_not_negative)
+    busy_retry: float = attrs.field(default=1.0, validator=_positive)
+    health_save_delay: float = attrs.field(default=1.0, validator=_not_negative)
 
     def __attrs_post_init__(self) -> None:
         if self.lease <= self.timeout:
@@ -152,17 +209,26 @@ class OperationalEvent:
     """
     An event the application fires about its own work.
 
-    :ivar name: ``webhook.delivery.failed``, ``webhook.delivery.dead`` or
-        ``webhook.endpoint.disabled``.
-    :ivar delivery: the delivery concerned.
+    :ivar name: ``webhook.delivery.failed`` (an attempt failed),
+        ``webhook.delivery.dead`` (a delivery ended undelivered),
+        ``webhook.endpoint.disabled`` (a 410 Gone, or failure sustained for
+        ``disable_failures`` attempts over ``disable_period``: the subscriber is
+        deactivated), ``webhook.endpoint.opened`` (the endpoint's circuit opened: its
+        deliveries are held back for ``circuit_cooldown``) or
+        ``webhook.endpoint.recovered`` (its circuit closed again).
+    :ivar delivery: the delivery concerned (for endpoint events: the one whose attempt
+        changed the endpoint's health).
     :ivar attempt: the attempt that caused it.
     :ivar reason: a sentence for people.
+    :ivar health: for endpoint events other than 410 Gone, the endpoint's health record
+        after the change; else ``None``.
     """
 
     name: str
     delivery: Delivery
     attempt: Attempt
     reason: str
+    health: EndpointHealth | None = None
 
 
 @attrs.frozen
@@ -203,6 +269,8 @@ class Hooks(MultiService):
     :param default_secret: the secret of static subscribers given without one; a random
         one (readable as :attr:`default_secret`) if ``None``.
     :param rng: the source of retry jitter.
+    :param health: where endpoint health (failure streaks, circuits, disabling) is kept
+        across restarts; in memory only if ``None``. See :attr:`endpoint_health`.
 
     It is an :class:`~twisted.application.service.IService`: start it (``startService``,
     or as part of a service tree) before sending; stopping it lets attempts under way
@@ -221,6 +289,7 @@ class Hooks(MultiService):
         static_subscribers: Mapping[str, object] | None = None,
         default_secret: str | None = None,
         rng: random.Random | None = None,
+        health: IHealthStore | None = None,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         if reactor is None:
@@ -260,15 +329,31 @@ class Hooks(MultiService):
         static, callables = parse_subscribers(static_subscribers or {}, self.default_secret)
         self._static = MemorySubscriberStore(static)
         self._static_callables = callables
+        settings = self.settings
+        #: The live health of every endpoint: limits, circuits, disabling.
+        self.endpoint_health = EndpointHealthTracker(
+            reactor,
+            health,
+            circuit_failures=settings.circuit_failures,
+            circuit_cooldown=settings.circuit_cooldown,
+            disable_failures=settings.disable_failures,
+            disable_period=settings.disable_period,
+            busy_retry=settings.busy_retry,
+            probe_timeout=settings.lease,
+            save_delay=settings.health_save_delay,
+        )
+        # Not a child service: it starts before the scheduler (its records load first)
+        # and stops once the scheduler has drained (the last outcomes are saved).
         self.scheduler = Scheduler(
             self.deliveries,
             self._attempt,
             reactor,
             self._on_update,
-            max_in_flight=self.settings.max_concurrency,
-            lease=self.settings.lease,
-            batch=self.settings.batch,
-            poll_interval=self.settings.poll_interval,
+            max_in_flight=settings.max_concurrency,
+            lease=settings.lease,
+            batch=settings.batch,
+            record_delay=settings.record_delay,
+            poll_interval=settings.poll_interval,
             rng=rng,
         )
         self.scheduler.setServiceParent(self)  # type: ignore[no-untyped-call]
@@ -288,16 +373,19 @@ class Hooks(MultiService):
         """Start the dispatcher and the scheduler; sends are accepted from now on."""
         self.dispatcher.start()
         self._accepting = True
+        self.endpoint_health.startService()
         super().startService()  # type: ignore[no-untyped-call]
 
     def stopService(self) -> Deferred[None]:
         """
-        Refuse new sends, let the attempts under way finish and be recorded, then stop the
-        dispatcher and close idle connections. Deliveries not yet attempted stay in the
-        delivery store (lost with the process for the in-memory store).
+        Refuse new sends, let the attempts under way finish and be recorded, save the
+        endpoints' health, then stop the dispatcher and close idle connections. Deliveries
+        not yet attempted stay in the delivery store (lost with the process for the
+        in-memory store).
         """
         self._accepting = False
         d: Deferred[Any] = super().stopService()  # type: ignore[no-untyped-call]
+        d.addCallback(lambda _: self.endpoint_health.stopService())
         d.addCallback(lambda _: self.dispatcher.stop())
         close = getattr(self.sender, "close", None)
         if close is not None:
@@ -361,7 +449,11 @@ class Hooks(MultiService):
         :param name: the event name.
         :param data: the payload.
         :param sender: who sends it (subscribers with an owner receive only their own).
-        :param event_id: the event's id; a new UUID if ``None``.
+        :param event_id: the event's id; a new UUID if ``None``. An id given here is the
+            send's idempotency key: when the delivery store already knows it (the event
+            was published before, by this process or another sharing the store), nothing
+            is delivered and the result says :attr:`~SendResult.duplicate`. A memory
+            store remembers the last 100,000 keys; a durable store keeps them.
         :param options: per-send settings.
         :return: a Deferred firing a :class:`SendResult` once the deliveries are accepted.
             Inside :meth:`buffer_events` it fires when the buffer is flushed.
@@ -382,6 +474,7 @@ class Hooks(MultiService):
             id=event_id if event_id is not None else str(uuid.uuid4()),
             timestamp=self._reactor.seconds(),
             options=options,
+            idempotent=event_id is not None,
         )
         body = encode_body(data, JSON)  # fail now for data that cannot be sent at all
         bodies = {JSON: body}
@@ -534,8 +627,17 @@ class Hooks(MultiService):
                         refresh_subscriber=refresh,
                     )
                 )
+        key = event.id if event.idempotent else None
+        # With a key, the key is stored even without deliveries: the event was published,
+        # and publishing it again must not reach later subscribers.
+        if (deliveries or key is not None) and not await self.deliveries.enqueue(deliveries, key):
+            _log.info(
+                "event {event} with id {event_id} was published already; not again",
+                event=event.name,
+                event_id=event.id,
+            )
+            return SendResult(event, duplicate=True)
         if deliveries:
-            await self.deliveries.enqueue(deliveries)
             if options.has_callbacks or options.policy is not None:
                 pending = _Pending(event, options)
                 for delivery in deliveries:
@@ -544,7 +646,7 @@ class Hooks(MultiService):
             self.scheduler.wake()
         return SendResult(event, tuple(deliveries), tuple(skipped))
 
-    async def _attempt(self, delivery: Delivery) -> Attempt:
+    async def _attempt(self, delivery: Delivery) -> Attempt | HoldBack:
         subscriber: Subscriber | None = delivery.subscriber
         store = self.subscribers if delivery.refresh_subscriber else self._static
         try:
@@ -562,11 +664,20 @@ class Hooks(MultiService):
                 error_kind=ErrorKind.SUBSCRIBER,
                 error_message=f"subscriber {delivery.subscriber.id} was {state}",
             )
-        pending = self._pending.get(delivery.id)
-        policy = pending.options.policy if pending is not None else None
-        if isinstance(self.sender, HTTPSender):
-            return await self.sender.attempt(delivery, subscriber, policy)
-        return await self.sender.attempt(delivery, subscriber)
+        health = self.endpoint_health
+        until = health.admit(subscriber, now)
+        if until is not None:
+            return HoldBack(until, health.hold_reason(subscriber.id))
+        # The endpoint's concurrency slot is held for the HTTP exchange only: freed here,
+        # not once the outcome is recorded, so a failed record cannot leak it.
+        try:
+            pending = self._pending.get(delivery.id)
+            policy = pending.options.policy if pending is not None else None
+            if isinstance(self.sender, HTTPSender):
+                return await self.sender.attempt(delivery, subscriber, policy)
+            return await self.sender.attempt(delivery, subscriber)
+        finally:
+            health.finished(subscriber.id)
 
     def _on_update(self, delivery: Delivery, update: DeliveryUpdate) -> None:
         attempt = update.attempt
@@ -595,6 +706,11 @@ class Hooks(MultiService):
                 error=attempt.error_message,
             )
             self._operational("webhook.delivery.dead", delivery, attempt, attempt.error_message)
+        events = self.endpoint_health.observe(
+            delivery.subscriber, attempt, self._reactor.seconds()
+        )
+        for event in events:
+            self._health_event(event, delivery, attempt)
         if update.status in (DELIVERED, DEAD):
             self._pending.pop(delivery.id, None)
             self._unfinished = max(0, self._unfinished - 1)
@@ -626,8 +742,29 @@ class Hooks(MultiService):
                 "a send callback failed for delivery {delivery_id}", delivery_id=delivery.id
             )
 
-    def _deactivate(self, delivery: Delivery, attempt: Attempt) -> None:
+    def _health_event(self, event: HealthEvent, delivery: Delivery, attempt: Attempt) -> None:
+        fields = {"subscriber_id": delivery.subscriber.id, "url": delivery.subscriber.url}
+        if event.kind == DISABLED:
+            _log.warn("endpoint {subscriber_id} at {url}: {reason}", reason=event.reason, **fields)
+            self._deactivate(delivery, attempt, event)
+        elif event.kind == OPENED:
+            _log.warn("endpoint {subscriber_id} at {url}: {reason}", reason=event.reason, **fields)
+            self._operational(
+                "webhook.endpoint.opened", delivery, attempt, event.reason, event.health
+            )
+        elif event.kind == RECOVERED:
+            _log.info("endpoint {subscriber_id} at {url}: {reason}", reason=event.reason, **fields)
+            self._operational(
+                "webhook.endpoint.recovered", delivery, attempt, event.reason, event.health
+            )
+
+    def _deactivate(
+        self, delivery: Delivery, attempt: Attempt, event: HealthEvent | None = None
+    ) -> None:
+        """Deactivate the subscriber after a 410 Gone (``event`` is ``None``) or sustained
+        failure, then fire ``webhook.endpoint.disabled``."""
         store = self.subscribers if delivery.refresh_subscriber else self._static
+        why = "answered 410 Gone" if event is None else "failed for too long"
 
         def done(result: object) -> None:
             if (
@@ -638,10 +775,11 @@ class Hooks(MultiService):
                 # Given with the event (or by a callable): there is no subscription to
                 # deactivate, and nothing went wrong.
                 _log.info(
-                    "subscriber {subscriber_id} at {url} answered 410 Gone; it is not stored, "
+                    "subscriber {subscriber_id} at {url} {why}; it is not stored, "
                     "so there is no subscription to deactivate",
                     subscriber_id=delivery.subscriber.id,
                     url=delivery.subscriber.url,
+                    why=why,
                 )
                 return
             if isinstance(result, Failure):
@@ -651,21 +789,31 @@ class Hooks(MultiService):
                     subscriber_id=delivery.subscriber.id,
                 )
                 return
+            if event is None:
+                reason = "the endpoint answered 410 Gone; the subscription is deactivated"
+            else:
+                reason = f"{event.reason}; the subscription is deactivated"
             self._operational(
                 "webhook.endpoint.disabled",
                 delivery,
                 attempt,
-                "the endpoint answered 410 Gone; the subscription is deactivated",
+                reason,
+                None if event is None else event.health,
             )
 
         store.deactivate(delivery.subscriber.id).addBoth(done)
 
     def _operational(
-        self, name: str, delivery: Delivery, attempt: Attempt, reason: str | None
+        self,
+        name: str,
+        delivery: Delivery,
+        attempt: Attempt,
+        reason: str | None,
+        health: EndpointHealth | None = None,
     ) -> None:
         if not self.dispatcher.running:
             return
-        event = OperationalEvent(name, delivery, attempt, reason or "")
+        event = OperationalEvent(name, delivery, attempt, reason or "", health)
         self.dispatcher.fire_event(event, name=name, kind=OPERATIONAL)
 
     # -- inspection ------------------------------------------------------------------------------

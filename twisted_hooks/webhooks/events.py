@@ -87,6 +87,8 @@ class WebhookEvent:
     :ivar id: the event's id; every delivery of it carries it as ``event_id``.
     :ivar timestamp: when it was published, seconds since the epoch.
     :ivar options: the per-send settings.
+    :ivar idempotent: ``True`` when the publisher chose :attr:`id`: it is the idempotency
+        key of the send, and a second send with the same id delivers nothing.
     """
 
     name: str
@@ -95,6 +97,7 @@ class WebhookEvent:
     id: str
     timestamp: float
     options: SendOptions = attrs.field(factory=SendOptions, eq=False, repr=False)
+    idempotent: bool = False
 
 
 @attrs.frozen
@@ -106,11 +109,15 @@ class SendResult:
     :ivar deliveries: one delivery per subscriber reached, accepted by the delivery store.
     :ivar skipped: ``(subscriber id, reason)`` for subscribers the data could not be
         encoded for (form encoding of non-mapping data).
+    :ivar duplicate: ``True`` when an event with the same explicit id was published
+        already (the delivery store knows its idempotency key): nothing new was delivered
+        and :attr:`deliveries` is empty.
     """
 
     event: WebhookEvent
     deliveries: tuple[Delivery, ...] = ()
     skipped: tuple[tuple[str, str], ...] = ()
+    duplicate: bool = False
 
     @property
     def delivery_ids(self) -> tuple[str, ...]:

@@ -3,10 +3,12 @@ The scheduler: claims due deliveries from a delivery store and attempts them.
 
 It works the same way on every store: :meth:`Scheduler.wake` after deliveries are
 enqueued, and a timer for the earliest due time (plus, for stores shared by many
-processes, a poll). It keeps at most ``max_in_flight`` attempts under way; each finished
-attempt is turned into an update by :func:`~twisted_hooks.webhooks.delivery.decide`, written
-to the store, and handed to ``on_update`` (callbacks, operational events,
-deactivation).
+processes, a poll). It keeps at most ``max_in_flight`` deliveries under way; each finished
+attempt is turned into an update by :func:`~twisted_hooks.webhooks.delivery.decide`. Updates
+are written in batches (one :meth:`~twisted_hooks.interfaces.IDeliveryStore.record` call for
+up to ``batch`` of them, at most ``record_delay`` seconds after the first), then handed to
+``on_update`` (callbacks, operational events, deactivation). An attempt function may also
+answer :class:`HoldBack` (an endpoint's limits): the delivery is released, unattempted.
 """
 
 from __future__ import annotations
@@ -14,8 +16,9 @@ from __future__ import annotations
 import random
 from collections.abc import Awaitable, Callable
 
+import attrs
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, DeferredList, succeed
+from twisted.internet.defer import Deferred, DeferredList, maybeDeferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -29,12 +32,29 @@ from twisted_hooks.webhooks.delivery import (
     decide,
 )
 
-__all__ = ["AttemptFunction", "Scheduler", "UpdateHandler"]
+__all__ = ["AttemptFunction", "HoldBack", "Scheduler", "UpdateHandler"]
 
 _log = Logger(namespace="twisted_hooks.webhooks.scheduler")
 
-#: Makes one attempt of a delivery; must not fail.
-AttemptFunction = Callable[[Delivery], Awaitable[Attempt]]
+
+@attrs.frozen
+class HoldBack:
+    """
+    What an attempt function answers instead of an :class:`Attempt` when the delivery may
+    not be attempted yet (its endpoint's concurrency cap, rate limit or open circuit): the
+    scheduler releases it, unattempted and without counting an attempt, due again at
+    ``until``.
+
+    :ivar until: when the delivery is due again, seconds since the epoch.
+    :ivar reason: why it was held back, for logs.
+    """
+
+    until: float
+    reason: str = ""
+
+
+#: Makes one attempt of a delivery, or holds it back; must not fail.
+AttemptFunction = Callable[[Delivery], Awaitable[Attempt | HoldBack]]
 #: Told of every update after the store has recorded it.
 UpdateHandler = Callable[[Delivery, DeliveryUpdate], object]
 
@@ -46,13 +66,20 @@ class Scheduler(Service):
     :param store: the delivery store.
     :param attempt: makes one attempt of a claimed delivery (looks up the subscriber,
         signs and POSTs); it must turn every error into a failed
-        :class:`~twisted_hooks.webhooks.delivery.Attempt`.
+        :class:`~twisted_hooks.webhooks.delivery.Attempt`. It may answer a
+        :class:`HoldBack` instead: the delivery is released until then.
     :param reactor: time and timers.
     :param on_update: called with the delivery and its update once recorded.
-    :param max_in_flight: attempts under way at once.
+    :param max_in_flight: deliveries under way at once: attempted, or attempted and
+        waiting for their update to be recorded.
     :param lease: seconds a claimed delivery is leased; must outlast an attempt's
-        deadline so that no other claimer takes it while it is attempted.
-    :param batch: the most deliveries claimed at once.
+        deadline (and the recording of its outcome) so that no other claimer takes it
+        meanwhile.
+    :param batch: the most deliveries claimed at once, and the most updates recorded at
+        once.
+    :param record_delay: the longest an update waits for others to share its
+        :meth:`~twisted_hooks.interfaces.IDeliveryStore.record` call, in seconds; ``0``
+        records each update at once.
     :param poll_interval: seconds between claims when nothing woke the scheduler (for
         stores other processes also write to); ``None`` relies on wake-ups and due times.
     :param rng: the source of retry jitter.
@@ -68,6 +95,7 @@ class Scheduler(Service):
         max_in_flight: int = 256,
         lease: float = 60.0,
         batch: int = 100,
+        record_delay: float = 0.01,
         poll_interval: float | None = None,
         rng: random.Random | None = None,
     ) -> None:
@@ -75,6 +103,8 @@ class Scheduler(Service):
             raise ValueError("max_in_flight and batch must be at least 1")
         if lease <= 0:
             raise ValueError("lease must be positive")
+        if record_delay < 0:
+            raise ValueError("record_delay must not be negative")
         self.store = store
         self._attempt = attempt
         self._reactor = reactor
@@ -82,6 +112,7 @@ class Scheduler(Service):
         self.max_in_flight = max_in_flight
         self.lease = lease
         self.batch = batch
+        self.record_delay = record_delay
         self.poll_interval = poll_interval
         self._rng = rng if rng is not None else random.Random()
         self._in_flight: dict[str, Deferred[None]] = {}
@@ -90,10 +121,13 @@ class Scheduler(Service):
         self._timer: IDelayedCall | None = None
         self._timer_at: float | None = None
         self._idle_waiters: list[Deferred[None]] = []
+        self._unrecorded: list[tuple[Delivery, DeliveryUpdate, Deferred[None]]] = []
+        self._record_timer: IDelayedCall | None = None
 
     @property
     def in_flight(self) -> int:
-        """How many attempts are under way."""
+        """How many deliveries are under way (attempted, or waiting for their update to be
+        recorded)."""
         return len(self._in_flight)
 
     def startService(self) -> None:
@@ -103,11 +137,13 @@ class Scheduler(Service):
 
     def stopService(self) -> Deferred[None]:
         """
-        Stop claiming; fires once the attempts under way have finished and been
-        recorded. What was not claimed stays in the store.
+        Stop claiming; write the updates waiting for their batch at once; fire once the
+        attempts under way have finished and been recorded. What was not claimed stays in
+        the store.
         """
         super().stopService()  # type: ignore[no-untyped-call]
         self._cancel_timer()
+        self._flush()
         if not self._in_flight:
             return succeed(None)
         return DeferredList(list(self._in_flight.values()), consumeErrors=True).addCallback(
@@ -153,6 +189,8 @@ class Scheduler(Service):
                     due = poll if due is None else min(due, poll)
                 if due is not None:
                     self._arm(due)
+                else:
+                    self._cancel_timer()  # armed for what has since been recorded
         finally:
             self._pumping = False
         if self._again and self.running:
@@ -181,8 +219,8 @@ class Scheduler(Service):
 
     def _start(self, delivery: Delivery) -> None:
         if delivery.id in self._in_flight:
-            # Its lease ran out while this scheduler still attempts it: the attempt under
-            # way records the outcome; a second one would POST it twice.
+            # Its lease ran out while this scheduler still attempts it (or waits to record
+            # its outcome): a second attempt would POST it twice.
             return
         d = Deferred.fromCoroutine(self._run(delivery))
         if not d.called:
@@ -191,8 +229,7 @@ class Scheduler(Service):
 
     def _run_failed(self, failure: Failure, delivery: Delivery) -> None:
         _log.failure(
-            "recording the attempt of {delivery_id} failed; it will be claimed again "
-            "when its lease expires",
+            "giving back {delivery_id} failed; it will be claimed again when its lease expires",
             failure,
             delivery_id=delivery.id,
         )
@@ -200,11 +237,11 @@ class Scheduler(Service):
     async def _run(self, delivery: Delivery) -> None:
         try:
             try:
-                attempt = await self._attempt(delivery)
+                outcome = await self._attempt(delivery)
             except Exception as error:
                 _log.failure("attempt of {delivery_id} raised", delivery_id=delivery.id)
                 now = self._reactor.seconds()
-                attempt = Attempt(
+                outcome = Attempt(
                     delivery_id=delivery.id,
                     number=delivery.attempts + 1,
                     started_at=now,
@@ -213,15 +250,17 @@ class Scheduler(Service):
                     error_message=f"{type(error).__name__}: {error}",
                     exception=error,
                 )
-            update = decide(delivery, attempt, self._reactor.seconds(), self._rng)
-            await self.store.record([update])
-            if self._on_update is not None:
-                try:
-                    self._on_update(delivery, update)
-                except Exception:
-                    _log.failure(
-                        "update handler failed for {delivery_id}", delivery_id=delivery.id
-                    )
+            if isinstance(outcome, HoldBack):
+                _log.debug(
+                    "{delivery_id} held back until {until}: {reason}",
+                    delivery_id=delivery.id,
+                    until=outcome.until,
+                    reason=outcome.reason,
+                )
+                await self.store.release(delivery.id, outcome.until)
+                return
+            update = decide(delivery, outcome, self._reactor.seconds(), self._rng)
+            await self._write(delivery, update)
         finally:
             self._in_flight.pop(delivery.id, None)
             if self.running:
@@ -231,8 +270,61 @@ class Scheduler(Service):
                 for waiter in waiters:
                     waiter.callback(None)
 
+    # -- batched recording -------------------------------------------------------------------
+
+    def _write(self, delivery: Delivery, update: DeliveryUpdate) -> Deferred[None]:
+        """Queue an update for the next batch; the Deferred fires once the batch has been
+        recorded and announced, or its recording failed (logged)."""
+        done: Deferred[None] = Deferred()
+        self._unrecorded.append((delivery, update, done))
+        if len(self._unrecorded) >= self.batch or self.record_delay == 0 or not self.running:
+            self._flush()
+        elif self._record_timer is None:
+            self._record_timer = self._reactor.callLater(self.record_delay, self._flush)
+        return done
+
+    def _flush(self) -> None:
+        if self._record_timer is not None:
+            if self._record_timer.active():
+                self._record_timer.cancel()
+            self._record_timer = None
+        if not self._unrecorded:
+            return
+        items, self._unrecorded = self._unrecorded, []
+        recorded = maybeDeferred(self.store.record, [update for _, update, _ in items])
+        recorded.addCallbacks(
+            self._recorded, self._record_failed, callbackArgs=(items,), errbackArgs=(items,)
+        )
+
+    def _recorded(
+        self, _: object, items: list[tuple[Delivery, DeliveryUpdate, Deferred[None]]]
+    ) -> None:
+        on_update = self._on_update
+        for delivery, update, done in items:
+            if on_update is not None:
+                try:
+                    on_update(delivery, update)
+                except Exception:
+                    _log.failure(
+                        "update handler failed for {delivery_id}", delivery_id=delivery.id
+                    )
+            done.callback(None)
+
+    def _record_failed(
+        self, failure: Failure, items: list[tuple[Delivery, DeliveryUpdate, Deferred[None]]]
+    ) -> None:
+        _log.failure(
+            "recording the outcome of {count} attempt(s) failed; {delivery_ids} will be "
+            "claimed again when their leases expire",
+            failure,
+            count=len(items),
+            delivery_ids=", ".join(delivery.id for delivery, _, _ in items),
+        )
+        for _, _, done in items:
+            done.callback(None)
+
     def wait_in_flight(self) -> Deferred[None]:
-        """A Deferred that fires when no attempt is under way."""
+        """A Deferred that fires when no delivery is under way."""
         if not self._in_flight:
             return succeed(None)
         waiter: Deferred[None] = Deferred()
