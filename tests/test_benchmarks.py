@@ -86,3 +86,77 @@ def test_dispatch_records_the_environment() -> None:
         assert line["twisted_hooks"] == twisted_hooks.__version__
         assert line["implementation"] == platform.python_implementation()
         assert line["machine"] == platform.machine()
+
+
+# -- benchmarks/delivery.py ------------------------------------------------------------------
+
+DELIVERY_NAMES = ["raw-treq", "twisted-hooks", "summary"]
+
+
+@functools.cache
+def delivery_smoke() -> tuple[dict[str, object], ...]:
+    """
+    Run ``benchmarks/delivery.py`` once with tiny counts (its own receiver in a
+    subprocess, one concurrency, one round) and parse every line it prints.
+    """
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "delivery.py"),
+            "--count",
+            "50",
+            "--concurrency",
+            "8",
+            "--rounds",
+            "1",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return tuple(json.loads(line) for line in result.stdout.splitlines())
+
+
+def test_delivery_prints_both_clients_then_a_summary() -> None:
+    """delivery.py prints raw-treq, twisted-hooks and a summary line for the concurrency."""
+    lines = delivery_smoke()
+    assert [line["name"] for line in lines] == DELIVERY_NAMES
+    assert all(line["benchmark"] == "delivery" for line in lines)
+    assert all(line["concurrency"] == 8 for line in lines)
+    assert all(line["receiver"] == "subprocess" for line in lines)
+
+
+def test_delivery_every_request_succeeded() -> None:
+    """Both clients delivered every request: no errors, ``ok`` equals the count."""
+    for line in delivery_smoke()[:2]:
+        assert line["errors"] == 0, line
+        assert line["count"] == 50
+        assert line["ok"] == 50
+        assert line["rounds"] == 1
+        assert line["body_bytes"] == 1024
+    assert delivery_smoke()[2]["errors"] == 0
+
+
+def test_delivery_rates_and_ratio_are_positive() -> None:
+    """Rates, times and the engine/raw ratio are positive numbers."""
+    for line in delivery_smoke()[:2]:
+        for key in ("rps", "rps_best", "seconds", "cpu_us_per_request"):
+            value = line[key]
+            assert isinstance(value, int | float) and value > 0, (key, line)
+    summary = delivery_smoke()[2]
+    for key in ("ratio", "ratio_best", "rps_raw", "rps_engine"):
+        value = summary[key]
+        assert isinstance(value, int | float) and value > 0, (key, summary)
+
+
+def test_delivery_records_the_environment() -> None:
+    """Every line records the Python, Twisted, treq and twisted_hooks versions."""
+    import treq
+
+    for line in delivery_smoke():
+        assert line["python"] == platform.python_version()
+        assert line["twisted"] == twisted.__version__
+        assert line["treq"] == treq.__version__
+        assert line["twisted_hooks"] == twisted_hooks.__version__
