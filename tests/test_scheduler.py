@@ -697,20 +697,21 @@ class RecordBatchingTests(CountingTestCase):
 
     def test_one_record_call(self) -> None:
         """Attempts finishing together are written with one record call after
-        record_delay; until then they stay in flight and on_update is not called."""
+        record_delay; until then they are in flight in the store, wait unrecorded in the
+        scheduler (their slots already free), and on_update is not called."""
         self.enqueue(*(delivery(name) for name in "abc"))
         scheduler = self.scheduler()
         self.assertEqual(self.attempts.ids(), ["a", "b", "c"])
         self.assertEqual(self.counting.records, [])
         self.assertEqual([self.status(n) for n in "abc"], [IN_FLIGHT] * 3)
-        self.assertEqual(scheduler.in_flight, 3)
+        self.assertEqual((scheduler.in_flight, scheduler.unrecorded), (0, 3))
         self.assertEqual(self.updates, [])
         self.clock.advance(RECORD_DELAY / 2)
         self.assertEqual(self.counting.records, [])
         self.clock.advance(RECORD_DELAY / 2)
         self.assertEqual(self.counting.records, [["a", "b", "c"]])
         self.assertEqual([(d.id, s) for d, _, s in self.updates], [(n, DELIVERED) for n in "abc"])
-        self.assertEqual(scheduler.in_flight, 0)
+        self.assertEqual((scheduler.in_flight, scheduler.unrecorded), (0, 0))
 
     def test_full_batch_written_at_once(self) -> None:
         """As soon as ``batch`` outcomes wait they are written, without waiting for the
@@ -745,14 +746,22 @@ class RecordBatchingTests(CountingTestCase):
         self.assertEqual(self.counting.records, [["a"], ["b"]])
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
-    def test_slot_freed_after_record(self) -> None:
-        """A delivery's in-flight slot is freed only once its outcome is written: with
-        max_in_flight=1 the next delivery waits for the record."""
+    def test_slot_freed_when_attempt_ends(self) -> None:
+        """
+        A delivery's slot is freed when its attempt ends, not when its outcome is
+        written: with max_in_flight=1 the next delivery is attempted before the first
+        one's record, and the first is not attempted again meanwhile.
+        """
+        self.attempts.script = {"a": [HOLD]}
         self.enqueue(delivery("a"), delivery("b"))
         scheduler = self.scheduler(max_in_flight=1)
         self.assertEqual(self.attempts.ids(), ["a"])
         self.assertEqual(scheduler.in_flight, 1)
+        self.attempts.finish("a")
+        self.assertEqual(self.attempts.ids(), ["a", "b"])
+        self.assertEqual(self.counting.records, [])
         self.settle()
+        self.assertEqual(self.counting.records, [["a", "b"]])
         self.assertEqual(self.attempts.ids(), ["a", "b"])
 
     def test_not_claimed_while_unwritten(self) -> None:

@@ -14,11 +14,11 @@ answer :class:`HoldBack` (an endpoint's limits): the delivery is released, unatt
 from __future__ import annotations
 
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 import attrs
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, DeferredList, maybeDeferred, succeed
+from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -53,7 +53,8 @@ class HoldBack:
     reason: str = ""
 
 
-#: Makes one attempt of a delivery, or holds it back; must not fail.
+#: Makes one attempt of a delivery, or holds it back; must not fail. It returns a
+#: Deferred or a coroutine.
 AttemptFunction = Callable[[Delivery], Awaitable[Attempt | HoldBack]]
 #: Told of every update after the store has recorded it.
 UpdateHandler = Callable[[Delivery, DeliveryUpdate], object]
@@ -67,22 +68,27 @@ class Scheduler(Service):
     :param attempt: makes one attempt of a claimed delivery (looks up the subscriber,
         signs and POSTs); it must turn every error into a failed
         :class:`~twisted_hooks.webhooks.delivery.Attempt`. It may answer a
-        :class:`HoldBack` instead: the delivery is released until then.
+        :class:`HoldBack` instead: the delivery is released until then. It may return a
+        Deferred or a coroutine.
     :param reactor: time and timers.
     :param on_update: called with the delivery and its update once recorded.
-    :param max_in_flight: deliveries under way at once: attempted, or attempted and
-        waiting for their update to be recorded.
+    :param max_in_flight: attempts under way at once.
     :param lease: seconds a claimed delivery is leased; must outlast an attempt's
-        deadline (and the recording of its outcome) so that no other claimer takes it
+        deadline and the recording of its outcome, so that no other claimer takes it
         meanwhile.
     :param batch: the most deliveries claimed at once, and the most updates recorded at
         once.
     :param record_delay: the longest an update waits for others to share its
         :meth:`~twisted_hooks.interfaces.IDeliveryStore.record` call, in seconds; ``0``
-        records each update at once.
+        records each update at once. A delivery's slot is free as soon as its attempt
+        ends; until its update is recorded it is not attempted again.
     :param poll_interval: seconds between claims when nothing woke the scheduler (for
         stores other processes also write to); ``None`` relies on wake-ups and due times.
     :param rng: the source of retry jitter.
+
+    While attempts are under way, freed slots are refilled in batches (once a quarter of
+    the slots, or ``batch``, whichever is less, are free), so that a store shared over a
+    network is asked for many deliveries at once rather than one at a time.
     """
 
     def __init__(
@@ -114,21 +120,28 @@ class Scheduler(Service):
         self.batch = batch
         self.record_delay = record_delay
         self.poll_interval = poll_interval
+        self._refill = max(1, min(batch, max_in_flight // 4))
         self._rng = rng if rng is not None else random.Random()
-        self._in_flight: dict[str, Deferred[None]] = {}
+        self._in_flight: dict[str, Deferred[object]] = {}
+        self._recording: set[str] = set()
+        self._writes: set[Deferred[None]] = set()
         self._pumping = False
         self._again = False
         self._timer: IDelayedCall | None = None
         self._timer_at: float | None = None
         self._idle_waiters: list[Deferred[None]] = []
-        self._unrecorded: list[tuple[Delivery, DeliveryUpdate, Deferred[None]]] = []
+        self._unrecorded: list[tuple[Delivery, DeliveryUpdate]] = []
         self._record_timer: IDelayedCall | None = None
 
     @property
     def in_flight(self) -> int:
-        """How many deliveries are under way (attempted, or waiting for their update to be
-        recorded)."""
+        """How many attempts are under way."""
         return len(self._in_flight)
+
+    @property
+    def unrecorded(self) -> int:
+        """How many finished attempts wait for their update to be recorded."""
+        return len(self._recording)
 
     def startService(self) -> None:
         """Start claiming deliveries."""
@@ -137,18 +150,16 @@ class Scheduler(Service):
 
     def stopService(self) -> Deferred[None]:
         """
-        Stop claiming; write the updates waiting for their batch at once; fire once the
-        attempts under way have finished and been recorded. What was not claimed stays in
-        the store.
+        Stop claiming; fire once the attempts under way have finished and every update
+        has been recorded (those waiting for a batch are written at once). What was not
+        claimed stays in the store.
         """
         super().stopService()  # type: ignore[no-untyped-call]
         self._cancel_timer()
         self._flush()
-        if not self._in_flight:
-            return succeed(None)
-        return DeferredList(list(self._in_flight.values()), consumeErrors=True).addCallback(
-            lambda _: None
-        )
+        return self.wait_in_flight()
+
+    # -- claiming --------------------------------------------------------------------------
 
     def wake(self) -> None:
         """Claim due deliveries now (call after enqueueing)."""
@@ -158,43 +169,59 @@ class Scheduler(Service):
             self._again = True
             return
         if len(self._in_flight) >= self.max_in_flight:
-            # A pump would claim nothing and arm nothing; a finishing attempt wakes us.
+            return  # a finishing attempt wakes us
+        self._pumping = True
+        self._claim()
+
+    def _freed(self) -> None:
+        """A slot was freed: refill once enough are free, or when nothing is under way."""
+        if not self.running:
             return
-        Deferred.fromCoroutine(self._pump()).addErrback(self._pump_failed)
+        free = self.max_in_flight - len(self._in_flight)
+        if free >= self._refill or not self._in_flight:
+            self.wake()
+
+    def _claim(self) -> None:
+        self._again = False
+        free = self.max_in_flight - len(self._in_flight)
+        if not self.running or free <= 0:
+            self._pumping = False
+            return
+        wanted = min(free, self.batch)
+        claimed = maybeDeferred(self.store.claim, self._reactor.seconds(), wanted, self.lease)
+        claimed.addCallback(self._claimed, wanted).addErrback(self._pump_failed)
+
+    def _claimed(self, claimed: Sequence[Delivery], wanted: int) -> None:
+        for delivery in claimed:
+            self._start(delivery)
+        if not self.running:
+            self._pumping = False
+        elif len(claimed) >= wanted or self._again:
+            # Claims come in at most ``batch``; the recursion is as deep as the number of
+            # batches that fit in the free slots.
+            self._claim()
+        else:
+            due = maybeDeferred(self.store.next_due)
+            due.addCallback(self._arm_for).addErrback(self._pump_failed)
+
+    def _arm_for(self, due: float | None) -> None:
+        if self.running:
+            if self.poll_interval is not None:
+                poll = self._reactor.seconds() + self.poll_interval
+                due = poll if due is None else min(due, poll)
+            if due is not None:
+                self._arm(due)
+            else:
+                self._cancel_timer()  # armed for what has since been recorded
+        self._pumping = False
+        if self._again and self.running:
+            self.wake()
 
     def _pump_failed(self, failure: Failure) -> None:
         self._pumping = False
         _log.failure("claiming due deliveries failed; retrying in 1 s", failure)
-        self._arm(self._reactor.seconds() + 1.0)
-
-    async def _pump(self) -> None:
-        self._pumping = True
-        try:
-            while self.running:
-                self._again = False
-                free = self.max_in_flight - len(self._in_flight)
-                if free <= 0:
-                    return  # a finishing attempt wakes us
-                now = self._reactor.seconds()
-                wanted = min(free, self.batch)
-                claimed = await self.store.claim(now, wanted, self.lease)
-                for delivery in claimed:
-                    self._start(delivery)
-                if len(claimed) < wanted and not self._again:
-                    break
-            if self.running:
-                due = await self.store.next_due()
-                if self.poll_interval is not None:
-                    poll = self._reactor.seconds() + self.poll_interval
-                    due = poll if due is None else min(due, poll)
-                if due is not None:
-                    self._arm(due)
-                else:
-                    self._cancel_timer()  # armed for what has since been recorded
-        finally:
-            self._pumping = False
-        if self._again and self.running:
-            self.wake()
+        if self.running:
+            self._arm(self._reactor.seconds() + 1.0)
 
     def _arm(self, when: float) -> None:
         if self._timer is not None and self._timer.active():
@@ -217,71 +244,83 @@ class Scheduler(Service):
         self._timer = None
         self._timer_at = None
 
+    # -- attempting ------------------------------------------------------------------------
+
     def _start(self, delivery: Delivery) -> None:
-        if delivery.id in self._in_flight:
+        if delivery.id in self._in_flight or delivery.id in self._recording:
             # Its lease ran out while this scheduler still attempts it (or waits to record
             # its outcome): a second attempt would POST it twice.
             return
-        d = Deferred.fromCoroutine(self._run(delivery))
-        if not d.called:
-            self._in_flight[delivery.id] = d
-        d.addErrback(self._run_failed, delivery)
+        try:
+            result = self._attempt(delivery)
+            outcome: Deferred[object] = (
+                result if isinstance(result, Deferred) else Deferred.fromCoroutine(result)  # type: ignore[arg-type]
+            )
+        except Exception:
+            outcome = fail()
+        self._in_flight[delivery.id] = outcome
+        outcome.addBoth(self._attempted, delivery)
 
-    def _run_failed(self, failure: Failure, delivery: Delivery) -> None:
+    def _attempted(self, outcome: object, delivery: Delivery) -> None:
+        if isinstance(outcome, Failure):
+            _log.failure("attempt of {delivery_id} raised", outcome, delivery_id=delivery.id)
+            error = outcome.value
+            now = self._reactor.seconds()
+            outcome = Attempt(
+                delivery_id=delivery.id,
+                number=delivery.attempts + 1,
+                started_at=now,
+                duration=0.0,
+                error_kind=ErrorKind.INTERNAL,
+                error_message=f"{type(error).__name__}: {error}",
+                exception=error if isinstance(error, Exception) else None,
+            )
+        if isinstance(outcome, HoldBack):
+            _log.debug(
+                "{delivery_id} held back until {until}: {reason}",
+                delivery_id=delivery.id,
+                until=outcome.until,
+                reason=outcome.reason,
+            )
+            self._recording.add(delivery.id)
+            released = maybeDeferred(self.store.release, delivery.id, outcome.until)
+            self._track(released, [delivery.id])
+            released.addErrback(self._release_failed, delivery)
+        else:
+            assert isinstance(outcome, Attempt)
+            update = decide(delivery, outcome, self._reactor.seconds(), self._rng)
+            self._recording.add(delivery.id)
+            self._unrecorded.append((delivery, update))
+            if len(self._unrecorded) >= self.batch or self.record_delay == 0 or not self.running:
+                self._flush()
+            elif self._record_timer is None:
+                self._record_timer = self._reactor.callLater(self.record_delay, self._flush)
+        del self._in_flight[delivery.id]
+        self._freed()
+        self._maybe_idle()
+
+    def _release_failed(self, failure: Failure, delivery: Delivery) -> None:
         _log.failure(
             "giving back {delivery_id} failed; it will be claimed again when its lease expires",
             failure,
             delivery_id=delivery.id,
         )
 
-    async def _run(self, delivery: Delivery) -> None:
-        try:
-            try:
-                outcome = await self._attempt(delivery)
-            except Exception as error:
-                _log.failure("attempt of {delivery_id} raised", delivery_id=delivery.id)
-                now = self._reactor.seconds()
-                outcome = Attempt(
-                    delivery_id=delivery.id,
-                    number=delivery.attempts + 1,
-                    started_at=now,
-                    duration=0.0,
-                    error_kind=ErrorKind.INTERNAL,
-                    error_message=f"{type(error).__name__}: {error}",
-                    exception=error,
-                )
-            if isinstance(outcome, HoldBack):
-                _log.debug(
-                    "{delivery_id} held back until {until}: {reason}",
-                    delivery_id=delivery.id,
-                    until=outcome.until,
-                    reason=outcome.reason,
-                )
-                await self.store.release(delivery.id, outcome.until)
-                return
-            update = decide(delivery, outcome, self._reactor.seconds(), self._rng)
-            await self._write(delivery, update)
-        finally:
-            self._in_flight.pop(delivery.id, None)
-            if self.running:
-                self.wake()
-            if not self._in_flight and self._idle_waiters:
-                waiters, self._idle_waiters = self._idle_waiters, []
-                for waiter in waiters:
-                    waiter.callback(None)
-
     # -- batched recording -------------------------------------------------------------------
 
-    def _write(self, delivery: Delivery, update: DeliveryUpdate) -> Deferred[None]:
-        """Queue an update for the next batch; the Deferred fires once the batch has been
-        recorded and announced, or its recording failed (logged)."""
-        done: Deferred[None] = Deferred()
-        self._unrecorded.append((delivery, update, done))
-        if len(self._unrecorded) >= self.batch or self.record_delay == 0 or not self.running:
-            self._flush()
-        elif self._record_timer is None:
-            self._record_timer = self._reactor.callLater(self.record_delay, self._flush)
-        return done
+    def _track(self, write: Deferred[None], delivery_ids: list[str]) -> None:
+        """Keep ``write`` until it ends; then its deliveries may be claimed again."""
+        self._writes.add(write)
+
+        def ended(result: object) -> object:
+            self._writes.discard(write)
+            self._recording.difference_update(delivery_ids)
+            # What was written may be due at a new time (a retry, a release): look again.
+            self.wake()
+            self._maybe_idle()
+            return result
+
+        write.addBoth(ended)
 
     def _flush(self) -> None:
         if self._record_timer is not None:
@@ -291,41 +330,45 @@ class Scheduler(Service):
         if not self._unrecorded:
             return
         items, self._unrecorded = self._unrecorded, []
-        recorded = maybeDeferred(self.store.record, [update for _, update, _ in items])
+        recorded = maybeDeferred(self.store.record, [update for _, update in items])
         recorded.addCallbacks(
             self._recorded, self._record_failed, callbackArgs=(items,), errbackArgs=(items,)
         )
+        self._track(recorded, [delivery.id for delivery, _ in items])
 
-    def _recorded(
-        self, _: object, items: list[tuple[Delivery, DeliveryUpdate, Deferred[None]]]
-    ) -> None:
+    def _recorded(self, _: object, items: list[tuple[Delivery, DeliveryUpdate]]) -> None:
         on_update = self._on_update
-        for delivery, update, done in items:
-            if on_update is not None:
-                try:
-                    on_update(delivery, update)
-                except Exception:
-                    _log.failure(
-                        "update handler failed for {delivery_id}", delivery_id=delivery.id
-                    )
-            done.callback(None)
+        if on_update is None:
+            return
+        for delivery, update in items:
+            try:
+                on_update(delivery, update)
+            except Exception:
+                _log.failure("update handler failed for {delivery_id}", delivery_id=delivery.id)
 
     def _record_failed(
-        self, failure: Failure, items: list[tuple[Delivery, DeliveryUpdate, Deferred[None]]]
+        self, failure: Failure, items: list[tuple[Delivery, DeliveryUpdate]]
     ) -> None:
         _log.failure(
             "recording the outcome of {count} attempt(s) failed; {delivery_ids} will be "
             "claimed again when their leases expire",
             failure,
             count=len(items),
-            delivery_ids=", ".join(delivery.id for delivery, _, _ in items),
+            delivery_ids=", ".join(delivery.id for delivery, _ in items),
         )
-        for _, _, done in items:
-            done.callback(None)
+
+    # -- idleness ----------------------------------------------------------------------------
+
+    def _maybe_idle(self) -> None:
+        if self._idle_waiters and not self._in_flight and not self._recording:
+            waiters, self._idle_waiters = self._idle_waiters, []
+            for waiter in waiters:
+                waiter.callback(None)
 
     def wait_in_flight(self) -> Deferred[None]:
-        """A Deferred that fires when no delivery is under way."""
-        if not self._in_flight:
+        """A Deferred that fires when no attempt is under way and every update has been
+        recorded."""
+        if not self._in_flight and not self._recording:
             return succeed(None)
         waiter: Deferred[None] = Deferred()
         self._idle_waiters.append(waiter)
