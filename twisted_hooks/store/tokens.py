@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import attrs
 
-__all__ = ["SCOPES", "Token"]
+__all__ = ["SCOPES", "DuplicateToken", "Token", "TokenNotFound"]
 
 #: What a token may allow.
 SCOPES: frozenset[str] = frozenset({"publish", "subscribe", "admin"})
@@ -38,3 +38,14 @@ class Token:
     def active(self) -> bool:
         """``True`` until revoked."""
         return self.revoked_at is None
+
+
+class TokenNotFound(KeyError):
+    """No token has the name asked for."""
+
+    def __str__(self) -> str:
+        return f"no token named {self.args[0]!r}"
+
+
+class DuplicateToken(ValueError):
+    """A token with that name (or id, or hash) is already stored."""

@@ -1,0 +1,1211 @@
+"""
+The SQL stores' shared implementation: :class:`SQLStore`.
+
+Every query runs in :class:`twisted.enterprise.adbapi.ConnectionPool`'s threads, never on
+the reactor thread; each public method is one interaction, so one transaction. The dialects
+(:class:`~twisted_hooks.store.sqlite.SQLiteStore`,
+:class:`~twisted_hooks.store.postgres.PostgresStore`) override a few hooks: the parameter
+marker, how a transaction begins, how due deliveries are claimed, and the name of the
+two-argument maximum.
+
+Subscribers are matched against events in memory: the store keeps a
+:class:`~twisted_hooks.webhooks.subscribers.MemorySubscriberStore` loaded at
+:meth:`SQLStore.start` and fixed by every write made through the store. Processes sharing
+a database see each other's subscriber changes after :meth:`SQLStore.refresh`, which a
+``refresh_interval`` calls periodically.
+"""
+
+from __future__ import annotations
+
+import datetime
+import functools
+import json
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, ClassVar, Concatenate, ParamSpec, Protocol, TypeVar
+
+import attrs
+from twisted.enterprise.adbapi import ConnectionPool
+from twisted.internet.defer import Deferred, DeferredList, fail, succeed
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+from twisted.python import threadable
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from twisted_hooks.interfaces import IDeliveryStore, IHealthStore, ISubscriberStore, ITokenStore
+from twisted_hooks.store import schema
+from twisted_hooks.store.base import Store, StoreError
+from twisted_hooks.store.tokens import DuplicateToken, Token, TokenNotFound
+from twisted_hooks.webhooks.delivery import (
+    DEAD,
+    DELIVERED,
+    IN_FLIGHT,
+    RETRYING,
+    STATUSES,
+    Attempt,
+    Delivery,
+    DeliveryNotFound,
+    DeliveryStats,
+    DeliveryUpdate,
+)
+from twisted_hooks.webhooks.health import EndpointHealth
+from twisted_hooks.webhooks.retry import RetryPolicy
+from twisted_hooks.webhooks.subscribers import (
+    DuplicateSubscriber,
+    MemorySubscriberStore,
+    Subscriber,
+    SubscriberNotFound,
+)
+
+__all__ = [
+    "CLAIMABLE",
+    "DELIVERY_COLUMNS",
+    "RESPONSE_BODY_LIMIT",
+    "Cursor",
+    "SQLDeliveryStore",
+    "SQLStore",
+    "SQLSubscriberStore",
+    "check_refresh_interval",
+]
+
+log = Logger()
+
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+
+#: How many bytes of an attempt's response body are stored.
+RESPONSE_BODY_LIMIT = 4096
+
+#: The condition on a delivery's status for a claim to take it (when due); written out, not
+#: bound, so the partial index ``deliveries_due`` serves it.
+CLAIMABLE = "status IN ('pending', 'retrying', 'in_flight')"
+_CLAIMABLE = CLAIMABLE
+#: At most this many parameters in one ``IN (...)`` list.
+_CHUNK = 500
+
+
+class Cursor(Protocol):
+    """The DB-API cursor an interaction works with (an adbapi ``Transaction``)."""
+
+    rowcount: int
+
+    def execute(self, sql: str, params: Sequence[Any] = ..., /) -> object:
+        """Run one statement."""
+
+    def executemany(self, sql: str, params: Iterable[Sequence[Any]], /) -> object:
+        """Run one statement for each set of parameters."""
+
+    def fetchone(self) -> tuple[Any, ...] | None:
+        """The next row of the result."""
+
+    def fetchall(self) -> list[tuple[Any, ...]]:
+        """The remaining rows of the result."""
+
+
+# --- rows -----------------------------------------------------------------------------
+
+_SUBSCRIBER_COLUMNS = (
+    "id, event, url, secret, digest, content_type, owner, active, headers, previous_secrets,"
+    " max_concurrency, rate_limit, created_at, updated_at"
+)
+
+
+def _epoch(moment: datetime.datetime) -> float:
+    return moment.timestamp()
+
+
+def _moment(seconds: float) -> datetime.datetime:
+    return datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc)
+
+
+def _subscriber_row(subscriber: Subscriber) -> tuple[Any, ...]:
+    return (
+        subscriber.id,
+        subscriber.event,
+        subscriber.url,
+        subscriber.secret,
+        subscriber.digest,
+        subscriber.content_type,
+        subscriber.owner,
+        subscriber.active,
+        json.dumps([list(pair) for pair in subscriber.headers]),
+        json.dumps(list(subscriber.previous_secrets)),
+        subscriber.max_concurrency,
+        subscriber.rate_limit,
+        _epoch(subscriber.created_at),
+        _epoch(subscriber.updated_at),
+    )
+
+
+def _subscriber_from_row(row: Sequence[Any]) -> Subscriber:
+    return Subscriber(
+        id=row[0],
+        event=row[1],
+        url=row[2],
+        secret=row[3],
+        digest=row[4],
+        content_type=row[5],
+        owner=row[6],
+        active=bool(row[7]),
+        headers=[tuple(pair) for pair in json.loads(row[8])],
+        previous_secrets=json.loads(row[9]),
+        max_concurrency=row[10],
+        rate_limit=row[11],
+        created_at=_moment(row[12]),
+        updated_at=_moment(row[13]),
+    )
+
+
+def _snapshot(subscriber: Subscriber) -> str:
+    """A delivery's subscriber snapshot: :meth:`Subscriber.as_dict`, headers as pairs (so
+    repeated names and their order survive)."""
+    data = subscriber.as_dict()
+    data["headers"] = [list(pair) for pair in subscriber.headers]
+    return json.dumps(data, sort_keys=True)
+
+
+@functools.lru_cache(maxsize=4096)
+def _from_snapshot(text: str) -> Subscriber:
+    # Deliveries of one subscriber share one snapshot text; Subscriber is immutable.
+    return Subscriber.from_dict(json.loads(text))
+
+
+@functools.lru_cache(maxsize=256)
+def _retry_from_json(text: str) -> RetryPolicy:
+    return RetryPolicy.from_dict(json.loads(text))
+
+
+def _retry_json(policy: RetryPolicy) -> str:
+    return json.dumps(policy.as_dict(), sort_keys=True)
+
+
+_DELIVERY_FIELDS = (
+    "id",
+    "event",
+    "event_id",
+    "subscriber_id",
+    "subscriber",
+    "refresh_subscriber",
+    "body",
+    "created_at",
+    "next_attempt_at",
+    "due_at",
+    "status",
+    "attempts",
+    "retry",
+    "timeout",
+    "allow_keepalive",
+    "last_error",
+    "finished_at",
+)
+#: The columns of a delivery row, in the order the dialects' claims must return them.
+DELIVERY_COLUMNS = ", ".join(_DELIVERY_FIELDS)
+_DELIVERY_COLUMNS = DELIVERY_COLUMNS
+
+
+def _delivery_row(delivery: Delivery) -> tuple[Any, ...]:
+    due = delivery.next_attempt_at
+    if delivery.status == IN_FLIGHT and delivery.lease_expires_at is not None:
+        due = delivery.lease_expires_at
+    return (
+        delivery.id,
+        delivery.event,
+        delivery.event_id,
+        delivery.subscriber.id,
+        _snapshot(delivery.subscriber),
+        delivery.refresh_subscriber,
+        delivery.body,
+        delivery.created_at,
+        delivery.next_attempt_at,
+        due,
+        delivery.status,
+        delivery.attempts,
+        _retry_json(delivery.retry),
+        delivery.timeout,
+        delivery.allow_keepalive,
+        delivery.last_error,
+        delivery.finished_at,
+    )
+
+
+def _delivery_from_row(row: Sequence[Any]) -> Delivery:
+    status = row[10]
+    return Delivery(
+        id=row[0],
+        event=row[1],
+        event_id=row[2],
+        subscriber=_from_snapshot(row[4]),
+        refresh_subscriber=bool(row[5]),
+        body=bytes(row[6]),
+        created_at=row[7],
+        next_attempt_at=row[8],
+        lease_expires_at=row[9] if status == IN_FLIGHT else None,
+        status=status,
+        attempts=row[11],
+        retry=_retry_from_json(row[12]),
+        timeout=row[13],
+        allow_keepalive=bool(row[14]),
+        last_error=row[15],
+        finished_at=row[16],
+    )
+
+
+_ATTEMPT_COLUMNS = (
+    "delivery_id, number, started_at, duration, status_code, error_kind, error_message,"
+    " response_body, retry_after"
+)
+
+
+def _attempt_row(attempt: Attempt) -> tuple[Any, ...]:
+    return (
+        attempt.delivery_id,
+        attempt.number,
+        attempt.started_at,
+        attempt.duration,
+        attempt.status_code,
+        attempt.error_kind,
+        attempt.error_message,
+        bytes(attempt.response_body[:RESPONSE_BODY_LIMIT]),
+        attempt.retry_after,
+    )
+
+
+def _attempt_from_row(row: Sequence[Any]) -> Attempt:
+    return Attempt(
+        delivery_id=row[0],
+        number=row[1],
+        started_at=row[2],
+        duration=row[3],
+        status_code=row[4],
+        error_kind=row[5],
+        error_message=row[6],
+        response_body=bytes(row[7]),
+        retry_after=row[8],
+    )
+
+
+_HEALTH_COLUMNS = (
+    "subscriber_id, consecutive_failures, first_failure_at, last_failure_at, circuit,"
+    " opened_at, disabled_since, updated_at"
+)
+
+
+def _health_row(record: EndpointHealth) -> tuple[Any, ...]:
+    return (
+        record.subscriber_id,
+        record.consecutive_failures,
+        record.first_failure_at,
+        record.last_failure_at,
+        record.circuit,
+        record.opened_at,
+        record.disabled_since,
+        record.updated_at,
+    )
+
+
+def _health_from_row(row: Sequence[Any]) -> EndpointHealth:
+    return EndpointHealth(
+        subscriber_id=row[0],
+        consecutive_failures=row[1],
+        first_failure_at=row[2],
+        last_failure_at=row[3],
+        circuit=row[4],
+        opened_at=row[5],
+        disabled_since=row[6],
+        updated_at=row[7],
+    )
+
+
+_TOKEN_COLUMNS = "id, name, hash, scopes, owner, created_at, revoked_at"
+
+
+def _token_row(token: Token) -> tuple[Any, ...]:
+    return (
+        token.id,
+        token.name,
+        token.hash,
+        json.dumps(sorted(token.scopes)),
+        token.owner,
+        token.created_at,
+        token.revoked_at,
+    )
+
+
+def _token_from_row(row: Sequence[Any]) -> Token:
+    return Token(
+        id=row[0],
+        name=row[1],
+        hash=row[2],
+        scopes=frozenset(json.loads(row[3])),
+        owner=row[4],
+        created_at=row[5],
+        revoked_at=row[6],
+    )
+
+
+def check_refresh_interval(refresh_interval: float | None) -> None:
+    """Refuse a ``refresh_interval`` that is neither ``None`` nor positive seconds."""
+    if refresh_interval is not None and not refresh_interval > 0:
+        raise ValueError(f"refresh_interval must be positive seconds, got {refresh_interval!r}")
+
+
+def _on_reactor_thread() -> bool:
+    return bool(threadable.isInIOThread())  # type: ignore[no-untyped-call]
+
+
+def _chunks(items: Sequence[_T], size: int = _CHUNK) -> Iterable[Sequence[_T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+# --- the store --------------------------------------------------------------------------
+
+
+@implementer(IHealthStore, ITokenStore)
+class SQLStore(Store):
+    """
+    Subscribers, deliveries, attempts, endpoint health, idempotency keys and API tokens in
+    an SQL database, through an :class:`~twisted.enterprise.adbapi.ConnectionPool`.
+
+    Use a dialect's subclass (:class:`~twisted_hooks.store.sqlite.SQLiteStore`,
+    :class:`~twisted_hooks.store.postgres.PostgresStore`) or
+    :func:`twisted_hooks.store.open_store`, then :meth:`start` it.
+
+    :param pool: the connection pool; the store closes it in :meth:`close`.
+    :param reactor: the reactor of the pool, for time and the refresh timer.
+    :param refresh_interval: when given, :meth:`refresh` runs every that many seconds, so
+        subscriber changes made by other processes sharing the database reach this one's
+        matching within that delay. ``None`` (the default) suits a database used by one
+        process: every change goes through this store and is seen at once.
+
+    :ivar subscribers: the :class:`SQLSubscriberStore`.
+    :ivar deliveries: the :class:`SQLDeliveryStore`.
+    """
+
+    #: The dialect's name, one of :data:`twisted_hooks.store.schema.DIALECTS`.
+    dialect: ClassVar[str]
+    #: The DB-API parameter marker of the dialect.
+    placeholder: ClassVar[str] = "?"
+    #: The dialect's two-argument maximum.
+    greatest: ClassVar[str] = "max"
+    #: What follows ``FROM deliveries`` in queries over due deliveries (SQLite names the
+    #: partial index, which its planner would otherwise pass over).
+    due_index: ClassVar[str] = ""
+
+    durable = True
+
+    def __init__(
+        self,
+        pool: ConnectionPool,
+        reactor: IReactorTime,
+        refresh_interval: float | None = None,
+    ) -> None:
+        if refresh_interval is not None and not refresh_interval > 0:
+            raise ValueError(
+                f"refresh_interval must be positive seconds, got {refresh_interval!r}"
+            )
+        self._pool = pool
+        self._reactor = reactor
+        self._refresh_interval = refresh_interval
+        self._refresher: LoopingCall | None = None
+        self._running: set[Deferred[Any]] = set()
+        self._closing = False
+        self._closed = False
+        self._close_waiters: list[Deferred[None]] = []
+        self._sql: dict[str, str] = {}
+        self.subscribers: SQLSubscriberStore = SQLSubscriberStore(self)
+        self.deliveries: SQLDeliveryStore = SQLDeliveryStore(self)
+
+    # -- plumbing ------------------------------------------------------------------------
+
+    def sql(self, text: str) -> str:
+        """``text`` (written with ``?`` markers) in the dialect's parameter style."""
+        converted = self._sql.get(text)
+        if converted is None:
+            converted = self._sql[text] = (
+                text if self.placeholder == "?" else text.replace("?", self.placeholder)
+            )
+        return converted
+
+    def begin(self, cursor: Cursor, write: bool) -> None:
+        """Start the transaction of an interaction (a dialect hook; nothing by default)."""
+
+    def claim_rows(
+        self, cursor: Cursor, now: float, limit: int, lease_until: float
+    ) -> list[tuple[Any, ...]]:
+        """
+        The claim itself, a dialect hook: lease up to ``limit`` due deliveries until
+        ``lease_until`` and give their rows (the columns of ``_DELIVERY_COLUMNS``), earliest
+        due first.
+        """
+        raise NotImplementedError
+
+    def describe_error(self, error: BaseException) -> str | None:
+        """A message for people when the database cannot be opened, or ``None`` when
+        ``error`` is not about opening it (a dialect hook)."""
+        return None
+
+    def _interaction(
+        self,
+        cursor: Cursor,
+        write: bool,
+        work: Callable[Concatenate[Cursor, _P], _T],
+        *args: _P.args,
+        **kwargs: _P.kwargs,
+    ) -> _T:
+        if _on_reactor_thread():
+            raise RuntimeError("database work must not run on the reactor thread")
+        self.begin(cursor, write)
+        return work(cursor, *args, **kwargs)
+
+    def run(
+        self,
+        write: bool,
+        work: Callable[Concatenate[Cursor, _P], _T],
+        *args: _P.args,
+        **kwargs: _P.kwargs,
+    ) -> Deferred[_T]:
+        """
+        Run ``work(cursor, *args, **kwargs)`` in one transaction on the pool's threads.
+
+        :param write: ``True`` when ``work`` writes (SQLite takes the write lock at once).
+        :return: a Deferred firing what ``work`` returns; the transaction is rolled back
+            when it raises.
+        """
+        if self._closing:
+            return fail(StoreError("the store is closed; open a new one"))
+        d: Deferred[_T] = self._pool.runInteraction(  # type: ignore[no-untyped-call]
+            self._interaction, write, work, *args, **kwargs
+        )
+        self._running.add(d)
+
+        def done(result: object) -> object:
+            self._running.discard(d)
+            return result
+
+        d.addBoth(done)
+        return d
+
+    def _with_connection(self, work: Callable[[Any], _T]) -> Deferred[_T]:
+        def guarded(connection: Any) -> _T:
+            if _on_reactor_thread():
+                raise RuntimeError("database work must not run on the reactor thread")
+            return work(connection)
+
+        d: Deferred[_T] = self._pool.runWithConnection(guarded)  # type: ignore[no-untyped-call]
+        return d
+
+    def _opening_error(self, failure: Failure) -> Failure:
+        error = failure.value
+        message = None if error is None else self.describe_error(error)
+        if message is None:
+            return failure
+        return Failure(StoreError(message))
+
+    # -- life ----------------------------------------------------------------------------
+
+    def migrate(self) -> Deferred[list[int]]:
+        """
+        Bring the schema up to date (:func:`twisted_hooks.store.schema.migrate`).
+
+        :return: a Deferred firing the versions applied now (empty when up to date).
+        """
+        dialect = self.dialect
+        d = self._with_connection(lambda connection: schema.migrate(connection, dialect))
+        return d.addErrback(self._opening_error)
+
+    def schema_version(self) -> Deferred[int]:
+        """The version of the database's schema, 0 for an empty database."""
+        dialect = self.dialect
+
+        def version(connection: Any) -> int:
+            versions = schema.applied_versions(connection, dialect)
+            return versions[-1] if versions else 0
+
+        return self._with_connection(version).addErrback(self._opening_error)
+
+    def start(self, migrate: bool = True) -> Deferred[None]:
+        """
+        Open the database, apply missing migrations (unless ``migrate`` is ``False``, when a
+        database that is not up to date fails with :class:`StoreError`), load the
+        subscriber cache, and start the refresh timer when ``refresh_interval`` was given.
+        """
+        return Deferred.fromCoroutine(self._start(migrate))
+
+    async def _start(self, migrate: bool) -> None:
+        if migrate:
+            await self.migrate()
+        else:
+            version = await self.schema_version()
+            if version != schema.LATEST_VERSION:
+                raise StoreError(
+                    f"the database's schema is at version {version}, not "
+                    f"{schema.LATEST_VERSION}; run the migrations first"
+                )
+        await self.refresh()
+        if self._refresh_interval is not None and self._refresher is None:
+            self._refresher = LoopingCall(self._periodic_refresh)
+            self._refresher.clock = self._reactor
+            self._refresher.start(self._refresh_interval, now=False)
+
+    def _periodic_refresh(self) -> Deferred[None]:
+        def failed(failure: Failure) -> None:
+            log.failure("refreshing the subscriber cache failed; trying again later", failure)
+
+        return self.refresh().addErrback(failed)
+
+    def refresh(self) -> Deferred[None]:
+        """Reload the subscriber cache from the database (:meth:`SQLSubscriberStore.refresh`)."""
+        return self.subscribers.refresh()
+
+    def close(self) -> Deferred[None]:
+        """Stop the refresh timer, wait for the interactions under way, close the pool.
+        New work fails with :class:`~twisted_hooks.store.base.StoreError` from now on."""
+        waiter: Deferred[None] = Deferred()
+        if self._closed:
+            waiter.callback(None)
+            return waiter
+        self._close_waiters.append(waiter)
+        if not self._closing:
+            self._closing = True
+            if self._refresher is not None and self._refresher.running:
+                self._refresher.stop()
+            Deferred.fromCoroutine(self._close(list(self._running)))
+        return waiter
+
+    async def _close(self, running: list[Deferred[Any]]) -> None:
+        await DeferredList(running, consumeErrors=True)
+        self._pool.close()  # type: ignore[no-untyped-call]
+        self._closed = True
+        waiters, self._close_waiters = self._close_waiters, []
+        for waiter in waiters:
+            waiter.callback(None)
+
+    # -- health --------------------------------------------------------------------------
+
+    def load_health(self) -> Deferred[Sequence[EndpointHealth]]:
+        """Every stored endpoint health record, by subscriber id."""
+
+        def load(cursor: Cursor) -> Sequence[EndpointHealth]:
+            cursor.execute(f"SELECT {_HEALTH_COLUMNS} FROM endpoint_health ORDER BY subscriber_id")
+            return [_health_from_row(row) for row in cursor.fetchall()]
+
+        return self.run(False, load)
+
+    def save_health(self, records: Sequence[EndpointHealth]) -> Deferred[None]:
+        """Insert or replace ``records`` (by subscriber id), in one transaction."""
+        rows = [_health_row(record) for record in records]
+
+        def save(cursor: Cursor) -> None:
+            if rows:
+                cursor.executemany(
+                    self.sql(
+                        f"INSERT INTO endpoint_health ({_HEALTH_COLUMNS})"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                        " ON CONFLICT (subscriber_id) DO UPDATE SET"
+                        " consecutive_failures = excluded.consecutive_failures,"
+                        " first_failure_at = excluded.first_failure_at,"
+                        " last_failure_at = excluded.last_failure_at,"
+                        " circuit = excluded.circuit,"
+                        " opened_at = excluded.opened_at,"
+                        " disabled_since = excluded.disabled_since,"
+                        " updated_at = excluded.updated_at"
+                    ),
+                    rows,
+                )
+
+        return self.run(True, save)
+
+    # -- tokens --------------------------------------------------------------------------
+
+    def add_token(self, token: Token) -> Deferred[Token]:
+        """Store a new token; fails with :class:`~twisted_hooks.store.tokens.DuplicateToken`
+        (a :class:`ValueError`) when its name, id or hash is taken."""
+        row = _token_row(token)
+
+        def add(cursor: Cursor) -> Token:
+            cursor.execute(self.sql("SELECT 1 FROM tokens WHERE name = ?"), (token.name,))
+            if cursor.fetchone() is not None:
+                raise DuplicateToken(f"a token named {token.name!r} already exists")
+            cursor.execute(
+                self.sql(
+                    f"INSERT INTO tokens ({_TOKEN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
+                    " ON CONFLICT DO NOTHING"
+                ),
+                row,
+            )
+            if cursor.rowcount != 1:
+                raise DuplicateToken(
+                    f"token {token.name!r} has the id or hash of a stored token; make a new one"
+                )
+            return token
+
+        return self.run(True, add)
+
+    def token_by_hash(self, token_hash: str) -> Deferred[Token | None]:
+        """The token with this hash, revoked or not, or ``None``."""
+
+        def find(cursor: Cursor) -> Token | None:
+            cursor.execute(
+                self.sql(f"SELECT {_TOKEN_COLUMNS} FROM tokens WHERE hash = ?"), (token_hash,)
+            )
+            row = cursor.fetchone()
+            return None if row is None else _token_from_row(row)
+
+        return self.run(False, find)
+
+    def tokens(self) -> Deferred[Sequence[Token]]:
+        """Every token, oldest first."""
+
+        def every(cursor: Cursor) -> Sequence[Token]:
+            cursor.execute(f"SELECT {_TOKEN_COLUMNS} FROM tokens ORDER BY created_at, name")
+            return [_token_from_row(row) for row in cursor.fetchall()]
+
+        return self.run(False, every)
+
+    def revoke_token(self, name: str, now: float) -> Deferred[Token]:
+        """Mark a token revoked at ``now`` (a revoked one keeps its first revocation time);
+        fails with :class:`~twisted_hooks.store.tokens.TokenNotFound` (a :class:`KeyError`)."""
+
+        def revoke(cursor: Cursor) -> Token:
+            cursor.execute(
+                self.sql(
+                    "UPDATE tokens SET revoked_at = COALESCE(revoked_at, ?) WHERE name = ?"
+                    f" RETURNING {_TOKEN_COLUMNS}"
+                ),
+                (now, name),
+            )
+            row = cursor.fetchone()
+            if row is None:
+                raise TokenNotFound(name)
+            return _token_from_row(row)
+
+        return self.run(True, revoke)
+
+
+# --- subscribers --------------------------------------------------------------------------
+
+
+@implementer(ISubscriberStore)
+class SQLSubscriberStore:
+    """
+    The subscriber role of an :class:`SQLStore`.
+
+    The database is the source of truth for :meth:`get`, :meth:`list` and every write;
+    :meth:`match` answers from an in-memory index kept up to date by those writes and by
+    :meth:`refresh`.
+    """
+
+    def __init__(self, store: SQLStore) -> None:
+        self._store = store
+        self._cache = MemorySubscriberStore()
+        # While a refresh reads the table, the writes made meanwhile (id -> new value, or
+        # None when removed) are noted here and applied over what it read.
+        self._recorders: list[dict[str, Subscriber | None]] = []
+
+    def _put(self, subscriber: Subscriber) -> None:
+        self._discard_cached(subscriber.id)
+        self._cache.add(subscriber)
+        for recorder in self._recorders:
+            recorder[subscriber.id] = subscriber
+
+    def _discard(self, subscriber_id: str) -> None:
+        self._discard_cached(subscriber_id)
+        for recorder in self._recorders:
+            recorder[subscriber_id] = None
+
+    def _discard_cached(self, subscriber_id: str) -> None:
+        self._cache.remove(subscriber_id).addErrback(lambda f: f.trap(SubscriberNotFound))
+
+    def refresh(self) -> Deferred[None]:
+        """Reload the in-memory index from the database."""
+        return Deferred.fromCoroutine(self._refresh())
+
+    async def _refresh(self) -> None:
+        recorder: dict[str, Subscriber | None] = {}
+        self._recorders.append(recorder)
+        try:
+            subscribers = await self._store.run(False, self._select_all)
+        finally:
+            self._recorders.remove(recorder)
+        by_id = {s.id: s for s in subscribers}
+        for subscriber_id, value in recorder.items():
+            if value is None:
+                by_id.pop(subscriber_id, None)
+            else:
+                by_id[subscriber_id] = value
+        self._cache = MemorySubscriberStore(by_id.values())
+
+    def _select_all(self, cursor: Cursor) -> list[Subscriber]:
+        cursor.execute(f"SELECT {_SUBSCRIBER_COLUMNS} FROM subscribers ORDER BY created_at, id")
+        return [_subscriber_from_row(row) for row in cursor.fetchall()]
+
+    def add(self, subscriber: Subscriber) -> Deferred[Subscriber]:
+        """Store a new subscriber; fails with
+        :class:`~twisted_hooks.webhooks.subscribers.DuplicateSubscriber` for a known id."""
+        row = _subscriber_row(subscriber)
+        sql = self._store.sql(
+            f"INSERT INTO subscribers ({_SUBSCRIBER_COLUMNS})"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING"
+        )
+
+        def insert(cursor: Cursor) -> Subscriber:
+            cursor.execute(sql, row)
+            if cursor.rowcount != 1:
+                raise DuplicateSubscriber(f"a subscriber with id {subscriber.id!r} already exists")
+            return subscriber
+
+        return self._store.run(True, insert).addCallback(self._stored)
+
+    def _stored(self, subscriber: Subscriber) -> Subscriber:
+        self._put(subscriber)
+        return subscriber
+
+    def _missing(self, failure: Failure) -> Failure:
+        if failure.check(SubscriberNotFound):
+            self._discard(failure.value.args[0])  # type: ignore[union-attr]
+        return failure
+
+    def _fetch(self, cursor: Cursor, subscriber_id: str) -> Subscriber:
+        cursor.execute(
+            self._store.sql(f"SELECT {_SUBSCRIBER_COLUMNS} FROM subscribers WHERE id = ?"),
+            (subscriber_id,),
+        )
+        row = cursor.fetchone()
+        if row is None:
+            raise SubscriberNotFound(subscriber_id)
+        return _subscriber_from_row(row)
+
+    def get(self, subscriber_id: str) -> Deferred[Subscriber]:
+        """The stored subscriber; fails with
+        :class:`~twisted_hooks.webhooks.subscribers.SubscriberNotFound`."""
+        return (
+            self._store.run(False, self._fetch, subscriber_id)
+            .addCallback(self._stored)
+            .addErrback(self._missing)
+        )
+
+    def _replace(self, cursor: Cursor, subscriber: Subscriber) -> Subscriber:
+        row = _subscriber_row(subscriber)
+        cursor.execute(
+            self._store.sql(
+                "UPDATE subscribers SET event = ?, url = ?, secret = ?, digest = ?,"
+                " content_type = ?, owner = ?, active = ?, headers = ?, previous_secrets = ?,"
+                " max_concurrency = ?, rate_limit = ?, created_at = ?, updated_at = ?"
+                " WHERE id = ?"
+            ),
+            (*row[1:], row[0]),
+        )
+        return subscriber
+
+    def update(self, subscriber: Subscriber) -> Deferred[Subscriber]:
+        """Replace the stored subscriber of the same id, keeping its ``created_at`` and
+        setting ``updated_at``; fires the stored value."""
+
+        def update(cursor: Cursor) -> Subscriber:
+            old = self._fetch(cursor, subscriber.id)
+            new = attrs.evolve(subscriber, created_at=old.created_at, updated_at=_utcnow())
+            return self._replace(cursor, new)
+
+        return self._store.run(True, update).addCallback(self._stored).addErrback(self._missing)
+
+    def remove(self, subscriber_id: str) -> Deferred[None]:
+        """Delete a subscriber (its deliveries are kept)."""
+
+        def remove(cursor: Cursor) -> None:
+            cursor.execute(
+                self._store.sql("DELETE FROM subscribers WHERE id = ?"), (subscriber_id,)
+            )
+            if cursor.rowcount != 1:
+                raise SubscriberNotFound(subscriber_id)
+
+        def removed(_: None) -> None:
+            self._discard(subscriber_id)
+
+        return self._store.run(True, remove).addCallback(removed).addErrback(self._missing)
+
+    def deactivate(self, subscriber_id: str) -> Deferred[Subscriber]:
+        """Mark a subscriber inactive; fires the stored value."""
+
+        def deactivate(cursor: Cursor) -> Subscriber:
+            old = self._fetch(cursor, subscriber_id)
+            if not old.active:
+                return old
+            return self._replace(cursor, attrs.evolve(old, active=False, updated_at=_utcnow()))
+
+        return (
+            self._store.run(True, deactivate).addCallback(self._stored).addErrback(self._missing)
+        )
+
+    def list(self, owner: str | None = None) -> Deferred[Sequence[Subscriber]]:
+        """Every stored subscriber, or those of ``owner``, oldest first."""
+
+        def select(cursor: Cursor) -> Sequence[Subscriber]:
+            if owner is None:
+                return self._select_all(cursor)
+            cursor.execute(
+                self._store.sql(
+                    f"SELECT {_SUBSCRIBER_COLUMNS} FROM subscribers WHERE owner = ?"
+                    " ORDER BY created_at, id"
+                ),
+                (owner,),
+            )
+            return [_subscriber_from_row(row) for row in cursor.fetchall()]
+
+        return self._store.run(False, select)
+
+    def match(self, event: str, owner: str | None) -> Deferred[Sequence[Subscriber]]:
+        """The active subscribers receiving ``event`` sent by ``owner``, from memory."""
+        return self._cache.match(event, owner)
+
+
+def _utcnow() -> datetime.datetime:
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+# --- deliveries ---------------------------------------------------------------------------
+
+
+@implementer(IDeliveryStore)
+class SQLDeliveryStore:
+    """
+    The delivery role of an :class:`SQLStore`: deliveries and their attempts.
+
+    Nothing is held in memory: :meth:`claim` reads at most ``limit`` rows, so a backlog of
+    any size stays in the database.
+    """
+
+    durable = True
+
+    def __init__(self, store: SQLStore) -> None:
+        self._store = store
+
+    def enqueue(
+        self, deliveries: Sequence[Delivery], idempotency_key: str | None = None
+    ) -> Deferred[bool]:
+        """Store new deliveries in one transaction, committed when the Deferred fires
+        ``True``; with a known ``idempotency_key``, store nothing and fire ``False``.
+        A delivery id already stored (or given twice) fails with :class:`ValueError` and
+        stores nothing."""
+        store = self._store
+        rows = [_delivery_row(delivery) for delivery in deliveries]
+        ids = [row[0] for row in rows]
+        now = store._reactor.seconds()
+        insert = store.sql(
+            f"INSERT INTO deliveries ({_DELIVERY_COLUMNS})"
+            f" VALUES ({', '.join('?' * len(_DELIVERY_FIELDS))})"
+        )
+
+        def enqueue(cursor: Cursor) -> bool:
+            if idempotency_key is not None:
+                cursor.execute(
+                    store.sql(
+                        "INSERT INTO idempotency_keys (key, created_at) VALUES (?, ?)"
+                        " ON CONFLICT (key) DO NOTHING"
+                    ),
+                    (idempotency_key, now),
+                )
+                if cursor.rowcount != 1:
+                    return False
+            if len(set(ids)) != len(ids):
+                twice = sorted({i for i in ids if ids.count(i) > 1})
+                raise ValueError(f"delivery {twice[0]!r} is given twice")
+            for chunk in _chunks(ids):
+                cursor.execute(
+                    store.sql(
+                        f"SELECT id FROM deliveries WHERE id IN ({', '.join('?' * len(chunk))})"
+                    ),
+                    chunk,
+                )
+                found = cursor.fetchone()
+                if found is not None:
+                    raise ValueError(f"delivery {found[0]!r} is already stored")
+            if rows:
+                cursor.executemany(insert, rows)
+            return True
+
+        return store.run(True, enqueue)
+
+    def claim(self, now: float, limit: int, lease: float) -> Deferred[Sequence[Delivery]]:
+        """Lease up to ``limit`` due deliveries (expired leases included) until
+        ``now + lease``, earliest due first, in one statement (SQLite: one write
+        transaction)."""
+        if limit < 1:
+            return succeed([])
+
+        def claim(cursor: Cursor) -> Sequence[Delivery]:
+            rows = self._store.claim_rows(cursor, now, limit, now + lease)
+            return [_delivery_from_row(row) for row in rows]
+
+        return self._store.run(True, claim)
+
+    def record(self, updates: Sequence[DeliveryUpdate]) -> Deferred[None]:
+        """Write attempt outcomes in one transaction: each attempt is upserted (by delivery
+        and number); each delivery not already delivered or dead takes its new status."""
+        store = self._store
+        for update in updates:
+            if update.status not in (DELIVERED, RETRYING, DEAD):
+                return fail(
+                    ValueError(
+                        f"update of {update.delivery_id!r}: the status must be delivered,"
+                        f" retrying or dead, got {update.status!r}"
+                    )
+                )
+            if update.status == RETRYING and update.next_attempt_at is None:
+                return fail(ValueError(f"update of {update.delivery_id!r} retries without a time"))
+        ids = sorted({u.delivery_id for u in updates})
+        attempt_sql = store.sql(
+            f"INSERT INTO attempts ({_ATTEMPT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (delivery_id, number) DO UPDATE SET"
+            " started_at = excluded.started_at, duration = excluded.duration,"
+            " status_code = excluded.status_code, error_kind = excluded.error_kind,"
+            " error_message = excluded.error_message,"
+            " response_body = excluded.response_body, retry_after = excluded.retry_after"
+        )
+        update_sql = store.sql(
+            "UPDATE deliveries SET status = ?,"
+            f" attempts = {store.greatest}(attempts, ?),"
+            " last_error = ?, finished_at = ?,"
+            " next_attempt_at = COALESCE(?, next_attempt_at),"
+            " due_at = COALESCE(?, next_attempt_at)"
+            " WHERE id = ? AND status NOT IN ('delivered', 'dead')"
+        )
+
+        def record(cursor: Cursor) -> None:
+            known: set[str] = set()
+            for chunk in _chunks(ids):
+                cursor.execute(
+                    store.sql(
+                        f"SELECT id FROM deliveries WHERE id IN ({', '.join('?' * len(chunk))})"
+                    ),
+                    chunk,
+                )
+                known.update(row[0] for row in cursor.fetchall())
+            mine = [u for u in updates if u.delivery_id in known]
+            if not mine:
+                return
+            cursor.executemany(attempt_sql, [_attempt_row(u.attempt) for u in mine])
+            changes = []
+            for u in mine:
+                attempt = u.attempt
+                ended = u.status in (DELIVERED, DEAD)
+                changes.append(
+                    (
+                        u.status,
+                        attempt.number,
+                        attempt.error_message,
+                        attempt.started_at + attempt.duration if ended else None,
+                        u.next_attempt_at,
+                        u.next_attempt_at,
+                        u.delivery_id,
+                    )
+                )
+            cursor.executemany(update_sql, changes)
+
+        return store.run(True, record)
+
+    def release(self, delivery_id: str, due_at: float) -> Deferred[None]:
+        """Give back a claimed delivery, unattempted, due again at ``due_at`` (a delivery not
+        in flight is left alone); fails with
+        :class:`~twisted_hooks.webhooks.delivery.DeliveryNotFound` for an unknown id."""
+        store = self._store
+
+        def release(cursor: Cursor) -> None:
+            cursor.execute(
+                store.sql(
+                    "UPDATE deliveries SET"
+                    " status = CASE WHEN attempts > 0 THEN 'retrying' ELSE 'pending' END,"
+                    " next_attempt_at = ?, due_at = ? WHERE id = ? AND status = 'in_flight'"
+                ),
+                (due_at, due_at, delivery_id),
+            )
+            if cursor.rowcount == 0:
+                self._exists(cursor, delivery_id)
+
+        return store.run(True, release)
+
+    def _exists(self, cursor: Cursor, delivery_id: str) -> str:
+        cursor.execute(
+            self._store.sql("SELECT status FROM deliveries WHERE id = ?"), (delivery_id,)
+        )
+        row = cursor.fetchone()
+        if row is None:
+            raise DeliveryNotFound(delivery_id)
+        return str(row[0])
+
+    def next_due(self) -> Deferred[float | None]:
+        """The earliest due time of a claimable delivery, or ``None``."""
+
+        def earliest(cursor: Cursor) -> float | None:
+            cursor.execute(
+                f"SELECT MIN(due_at) FROM deliveries{self._store.due_index} WHERE {_CLAIMABLE}"
+            )
+            row = cursor.fetchone()
+            return None if row is None or row[0] is None else float(row[0])
+
+        return self._store.run(False, earliest)
+
+    def get(self, delivery_id: str) -> Deferred[Delivery]:
+        """A delivery by id; fails with
+        :class:`~twisted_hooks.webhooks.delivery.DeliveryNotFound`."""
+
+        def get(cursor: Cursor) -> Delivery:
+            cursor.execute(
+                self._store.sql(f"SELECT {_DELIVERY_COLUMNS} FROM deliveries WHERE id = ?"),
+                (delivery_id,),
+            )
+            row = cursor.fetchone()
+            if row is None:
+                raise DeliveryNotFound(delivery_id)
+            return _delivery_from_row(row)
+
+        return self._store.run(False, get)
+
+    def attempts(self, delivery_id: str) -> Deferred[Sequence[Attempt]]:
+        """The attempts of a delivery, by number; fails with
+        :class:`~twisted_hooks.webhooks.delivery.DeliveryNotFound`."""
+
+        def attempts(cursor: Cursor) -> Sequence[Attempt]:
+            self._exists(cursor, delivery_id)
+            cursor.execute(
+                self._store.sql(
+                    f"SELECT {_ATTEMPT_COLUMNS} FROM attempts WHERE delivery_id = ?"
+                    " ORDER BY number"
+                ),
+                (delivery_id,),
+            )
+            return [_attempt_from_row(row) for row in cursor.fetchall()]
+
+        return self._store.run(False, attempts)
+
+    def list(
+        self,
+        status: str | None = None,
+        subscriber_id: str | None = None,
+        limit: int = 100,
+        since: float | None = None,
+    ) -> Deferred[Sequence[Delivery]]:
+        """Deliveries, newest first (by creation time, then enqueueing order), filtered by
+        status, subscriber id and ``created_at >= since``; at most ``limit``."""
+        if status is not None and status not in STATUSES:
+            return fail(ValueError(f"unknown status {status!r}; use one of {STATUSES!r}"))
+        clauses: list[str] = []
+        params: list[Any] = []
+        for clause, value in (
+            ("status = ?", status),
+            ("subscriber_id = ?", subscriber_id),
+            ("created_at >= ?", since),
+        ):
+            if value is not None:
+                clauses.append(clause)
+                params.append(value)
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        sql = self._store.sql(
+            f"SELECT {_DELIVERY_COLUMNS} FROM deliveries{where}"
+            " ORDER BY created_at DESC, seq DESC LIMIT ?"
+        )
+        params.append(max(0, limit))
+
+        def select(cursor: Cursor) -> Sequence[Delivery]:
+            cursor.execute(sql, params)
+            return [_delivery_from_row(row) for row in cursor.fetchall()]
+
+        return self._store.run(False, select)
+
+    _REVIVE = (
+        "UPDATE deliveries SET"
+        " status = CASE WHEN attempts > 0 THEN 'retrying' ELSE 'pending' END,"
+        " next_attempt_at = ?, due_at = ?, finished_at = NULL"
+    )
+
+    def retry(self, delivery_id: str, now: float) -> Deferred[Delivery]:
+        """Make a dead delivery pending (or retrying) again, due at ``now``; fails with
+        :class:`~twisted_hooks.webhooks.delivery.DeliveryNotFound` or, when it is not dead,
+        :class:`ValueError`."""
+        store = self._store
+
+        def retry(cursor: Cursor) -> Delivery:
+            cursor.execute(
+                store.sql(
+                    f"{self._REVIVE} WHERE id = ? AND status = 'dead'"
+                    f" RETURNING {_DELIVERY_COLUMNS}"
+                ),
+                (now, now, delivery_id),
+            )
+            row = cursor.fetchone()
+            if row is None:
+                status = self._exists(cursor, delivery_id)
+                raise ValueError(f"delivery {delivery_id!r} is {status}; only dead ones retry")
+            return _delivery_from_row(row)
+
+        return store.run(True, retry)
+
+    def recover(self, subscriber_id: str, since: float, now: float) -> Deferred[int]:
+        """Make every dead delivery of a subscriber created at or after ``since`` due again
+        at ``now``; fires how many."""
+        store = self._store
+
+        def recover(cursor: Cursor) -> int:
+            cursor.execute(
+                store.sql(
+                    f"{self._REVIVE} WHERE status = 'dead' AND subscriber_id = ?"
+                    " AND created_at >= ?"
+                ),
+                (now, now, subscriber_id, since),
+            )
+            return max(0, cursor.rowcount)
+
+        return store.run(True, recover)
+
+    def prune(self, before: float) -> Deferred[int]:
+        """Delete the deliveries delivered before ``before``, and their attempts; fires how
+        many deliveries. Dead ones are kept."""
+        store = self._store
+
+        def prune(cursor: Cursor) -> int:
+            cursor.execute(
+                store.sql(
+                    "DELETE FROM attempts WHERE delivery_id IN (SELECT id FROM deliveries"
+                    " WHERE status = 'delivered' AND finished_at < ?)"
+                ),
+                (before,),
+            )
+            cursor.execute(
+                store.sql("DELETE FROM deliveries WHERE status = 'delivered' AND finished_at < ?"),
+                (before,),
+            )
+            return max(0, cursor.rowcount)
+
+        return store.run(True, prune)
+
+    def prune_keys(self, before: float) -> Deferred[int]:
+        """Forget the idempotency keys stored before ``before`` (a publication repeated with
+        such a key is accepted again); fires how many."""
+        store = self._store
+
+        def prune(cursor: Cursor) -> int:
+            cursor.execute(
+                store.sql("DELETE FROM idempotency_keys WHERE created_at < ?"), (before,)
+            )
+            return max(0, cursor.rowcount)
+
+        return store.run(True, prune)
+
+    def stats(self, now: float) -> Deferred[DeliveryStats]:
+        """Counts for every status and the age of the oldest due delivery."""
+
+        def stats(cursor: Cursor) -> DeliveryStats:
+            counts = dict.fromkeys(STATUSES, 0)
+            cursor.execute("SELECT status, COUNT(*) FROM deliveries GROUP BY status")
+            for status, count in cursor.fetchall():
+                counts[status] = int(count)
+            cursor.execute(
+                f"SELECT MIN(due_at) FROM deliveries{self._store.due_index} WHERE {_CLAIMABLE}"
+            )
+            row = cursor.fetchone()
+            earliest = None if row is None or row[0] is None else float(row[0])
+            age = now - earliest if earliest is not None and earliest <= now else None
+            return DeliveryStats(counts, age)
+
+        return self._store.run(False, stats)

@@ -1,0 +1,134 @@
+"""
+The SQLite store: one file, in WAL mode; the service's default.
+
+One connection on one adbapi thread does all the work, so the reactor never waits on the
+file. Every write transaction starts with ``BEGIN IMMEDIATE``: a second process using the
+same file waits for the write lock (up to ``busy_timeout`` seconds) instead of failing
+half-way through a transaction.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from typing import Any
+
+from twisted.enterprise.adbapi import ConnectionPool
+from twisted.internet.interfaces import IReactorTime
+
+from twisted_hooks.store.schema import SQLITE
+from twisted_hooks.store.sql import (
+    CLAIMABLE,
+    DELIVERY_COLUMNS,
+    Cursor,
+    SQLStore,
+    check_refresh_interval,
+)
+
+__all__ = ["SQLiteStore"]
+
+
+class SQLiteStore(SQLStore):
+    """
+    A store in an SQLite file (created when missing), in WAL mode with
+    ``synchronous=NORMAL``: a committed transaction survives a crash of the process; a
+    power loss may lose the last transactions, never corrupt the file.
+
+    :param path: the database file; ``":memory:"`` for a private in-memory database.
+    :param reactor: the reactor (providing ``IReactorTime``, ``IReactorCore`` and
+        ``IReactorThreads``); the global one if ``None``.
+    :param refresh_interval: see :class:`~twisted_hooks.store.sql.SQLStore`; useful only
+        when other processes write subscribers into the same file.
+    :param busy_timeout: seconds to wait for another process's write lock.
+    """
+
+    dialect = SQLITE
+    placeholder = "?"
+    greatest = "max"
+    due_index = " INDEXED BY deliveries_due"
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        reactor: IReactorTime | None = None,
+        refresh_interval: float | None = None,
+        busy_timeout: float = 5.0,
+    ) -> None:
+        check_refresh_interval(refresh_interval)
+        if reactor is None:
+            from twisted.internet import reactor as default
+
+            reactor = default
+        assert reactor is not None
+        self.path = os.fspath(path)
+        self._busy_ms = int(busy_timeout * 1000)
+        pool = ConnectionPool(  # type: ignore[no-untyped-call]
+            "sqlite3",
+            self.path,
+            check_same_thread=False,
+            isolation_level=None,  # transactions are begun explicitly (BEGIN IMMEDIATE)
+            timeout=busy_timeout,
+            cp_min=1,
+            cp_max=1,
+            cp_openfun=self._open,
+            cp_reactor=reactor,
+            cp_noisy=False,
+        )
+        super().__init__(pool, reactor, refresh_interval)
+
+    def __repr__(self) -> str:
+        return f"<SQLiteStore {self.path!r}>"
+
+    def _open(self, connection: sqlite3.Connection) -> None:
+        """Set up a new connection (on the pool's thread)."""
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute("PRAGMA synchronous=NORMAL")
+        connection.execute("PRAGMA foreign_keys=ON")
+        connection.execute(f"PRAGMA busy_timeout={self._busy_ms:d}")
+
+    def begin(self, cursor: Cursor, write: bool) -> None:
+        """``BEGIN IMMEDIATE`` for writes (take the write lock now), ``BEGIN`` for reads (one
+        consistent snapshot)."""
+        cursor.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+
+    def claim_rows(
+        self, cursor: Cursor, now: float, limit: int, lease_until: float
+    ) -> list[tuple[Any, ...]]:
+        """Select the due rows in due order and lease them, inside the write transaction
+        ``BEGIN IMMEDIATE`` opened: no other connection can claim between the two
+        statements. (SQLite's ``RETURNING`` cannot give the due time a row had before the
+        update, which orders the result, hence two statements.)"""
+        cursor.execute(
+            f"SELECT {DELIVERY_COLUMNS} FROM deliveries{self.due_index}"
+            f" WHERE {CLAIMABLE} AND due_at <= ?"
+            " ORDER BY due_at, seq LIMIT ?",
+            (now, limit),
+        )
+        rows = cursor.fetchall()
+        ids = [row[0] for row in rows]
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            cursor.execute(
+                "UPDATE deliveries SET status = 'in_flight', due_at = ?"
+                f" WHERE id IN ({', '.join('?' * len(chunk))})",
+                (lease_until, *chunk),
+            )
+        # status is column 10, due_at column 9 of DELIVERY_COLUMNS.
+        return [(*row[:9], lease_until, "in_flight", *row[11:]) for row in rows]
+
+    def describe_error(self, error: BaseException) -> str | None:
+        """Say which file could not be opened, and why, in words a user can act on."""
+        if not isinstance(error, sqlite3.Error):
+            return None
+        directory = os.path.dirname(os.path.abspath(self.path))
+        if self.path != ":memory:" and not os.path.isdir(directory):
+            return (
+                f"cannot open the SQLite database {self.path!r}: the directory {directory!r} "
+                "does not exist; create it first"
+            )
+        if isinstance(error, sqlite3.DatabaseError) and "not a database" in str(error):
+            return (
+                f"cannot open the SQLite database {self.path!r}: the file is not an SQLite "
+                "database; give another path"
+            )
+        return f"cannot open the SQLite database {self.path!r}: {error}"
