@@ -708,6 +708,21 @@ class SQLStoreTests(StoreTests):
             again, attrs.evolve(delivery("crashed", 1.0), status=IN_FLIGHT, lease_expires_at=61.0)
         )
 
+    async def test_prune_keys(self) -> None:
+        """prune_keys forgets idempotency keys stored before a time: that event may be
+        enqueued again; newer keys are kept."""
+        deliveries: Any = self.deliveries
+        self.assertTrue(await deliveries.enqueue([delivery("a")], "old-key"))
+        self.assertEqual(await deliveries.prune_keys(0.0), 0)
+        self.assertEqual(await deliveries.prune_keys(reactor().seconds() + 1), 1)
+        self.assertTrue(await deliveries.enqueue([delivery("b")], "old-key"))
+
+    async def test_closed(self) -> None:
+        """A closed store refuses new work with a StoreError; closing again is harmless."""
+        await self.store.close()
+        await self.store.close()
+        await self.assertFails(self.deliveries.next_due(), StoreError)
+
     async def test_response_body_cut(self) -> None:
         """Only the first 4 KiB of an attempt's response body are stored."""
         await self.put(delivery("a", 1.0))

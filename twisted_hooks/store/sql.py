@@ -28,6 +28,7 @@ from twisted.enterprise.adbapi import ConnectionPool
 from twisted.internet.defer import Deferred, DeferredList, fail, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
+from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python import threadable
 from twisted.python.failure import Failure
@@ -576,7 +577,17 @@ class SQLStore(Store):
 
     async def _close(self, running: list[Deferred[Any]]) -> None:
         await DeferredList(running, consumeErrors=True)
-        self._pool.close()  # type: ignore[no-untyped-call]
+        # ConnectionPool.close() would close the connections on the calling thread (for
+        # SQLite, the last close checkpoints the WAL): unhook its reactor triggers here,
+        # and let a thread of the reactor's pool stop its threads and close them.
+        pool: Any = self._pool
+        reactor: Any = self._reactor
+        for name in ("shutdownID", "startID"):
+            trigger = getattr(pool, name, None)
+            if trigger is not None:
+                reactor.removeSystemEventTrigger(trigger)
+                setattr(pool, name, None)
+        await deferToThreadPool(reactor, reactor.getThreadPool(), pool.finalClose)
         self._closed = True
         waiters, self._close_waiters = self._close_waiters, []
         for waiter in waiters:
