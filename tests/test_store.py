@@ -620,6 +620,22 @@ class StoreTests:
         await self.subscribers.remove(other.id)
         self.assertEqual(await urls("user.x", None), ["https://a.example/"])
 
+    async def test_subscribers_find(self) -> None:
+        """find answers at once, without a Deferred, with the subscriber as this store last
+        wrote it: added, updated, deactivated (still found, inactive) and removed (None)."""
+        subscriber = Subscriber(event="order.*", url="https://a.example/", secret="s")
+        self.assertIsNone(self.subscribers.find(subscriber.id))
+        await self.subscribers.add(subscriber)
+        self.assertEqual(self.subscribers.find(subscriber.id), subscriber)
+        updated = await self.subscribers.update(attrs.evolve(subscriber, url="https://b.example/"))
+        self.assertEqual(self.subscribers.find(subscriber.id), updated)
+        await self.subscribers.deactivate(subscriber.id)
+        found = self.subscribers.find(subscriber.id)
+        assert found is not None
+        self.assertFalse(found.active)
+        await self.subscribers.remove(subscriber.id)
+        self.assertIsNone(self.subscribers.find(subscriber.id))
+
     # -- tokens and health --------------------------------------------------------------
 
     async def test_tokens(self) -> None:

@@ -109,6 +109,15 @@ class ISubscriberStore(Interface):
     def list(owner: str | None = None) -> Deferred[Sequence[Subscriber]]:
         """Every subscriber, or those of one owner."""
 
+    def find(subscriber_id: str) -> Subscriber | None:
+        """
+        The subscriber with this id as the store knows it without waiting, or ``None``.
+
+        Used before every attempt, so it must not do I/O: a store behind a network answers
+        from its in-memory index (its own writes at once, other processes' once it has
+        refreshed).
+        """
+
     def match(event: str, owner: str | None) -> Deferred[Sequence[Subscriber]]:
         """The active subscribers whose pattern matches ``event`` and who receive from
         ``owner`` (Thorn's rule: a subscriber without an owner receives from everyone)."""

@@ -870,6 +870,11 @@ class SQLSubscriberStore:
         """The active subscribers receiving ``event`` sent by ``owner``, from memory."""
         return self._cache.match(event, owner)
 
+    def find(self, subscriber_id: str) -> Subscriber | None:
+        """The subscriber as the in-memory index knows it (this process's writes at once,
+        other processes' after the next :meth:`refresh`), or ``None``."""
+        return self._cache.find(subscriber_id)
+
 
 def _utcnow() -> datetime.datetime:
     return datetime.datetime.now(datetime.timezone.utc)

@@ -28,7 +28,7 @@ from __future__ import annotations
 import random
 import uuid
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 from twisted.application.service import MultiService
@@ -107,6 +107,8 @@ OPERATIONAL = "operational"
 BACKENDS: frozenset[str] = frozenset({"default", "disabled"})
 
 _log = Logger(namespace="twisted_hooks.webhooks")
+
+_T = TypeVar("_T")
 
 
 class HooksNotRunning(RuntimeError):
@@ -251,7 +253,7 @@ class WebhookHandler:
 
     def __call__(self, event: WebhookEvent) -> Deferred[SendResult]:
         """Find the subscribers of ``event``, make and enqueue its deliveries."""
-        return Deferred.fromCoroutine(self._hooks._deliver(event))
+        return self._hooks._deliver(event)
 
 
 class Hooks(MultiService):
@@ -358,6 +360,8 @@ class Hooks(MultiService):
         )
         self.scheduler.setServiceParent(self)  # type: ignore[no-untyped-call]
         self._pending: dict[str, _Pending] = {}
+        # The encoded bodies of events between send and the webhook handler, by event id.
+        self._bodies: dict[str, dict[str, bytes]] = {}
         self._unfinished = 0
         self._drain_waiters: list[Deferred[None]] = []
         self._buffer: BufferState[tuple[WebhookEvent, Deferred[SendResult]]] = BufferState()
@@ -482,16 +486,9 @@ class Hooks(MultiService):
             waiter: Deferred[SendResult] = Deferred()
             self._buffer.items.append((event, waiter))
             self._buffer.since_flush += 1
-            self._bodies_cache[event.id] = bodies
+            self._bodies[event.id] = bodies
             return waiter
         return self._fire(event, bodies)
-
-    @property
-    def _bodies_cache(self) -> dict[str, dict[str, bytes]]:
-        cache: dict[str, dict[str, bytes]] | None = self.__dict__.get("_bodies")
-        if cache is None:
-            cache = self.__dict__["_bodies"] = {}
-        return cache
 
     def _fire(self, event: WebhookEvent, bodies: dict[str, bytes]) -> Deferred[SendResult]:
         if not self._accepting:
@@ -501,14 +498,14 @@ class Hooks(MultiService):
                     "(start it with startService(), or add it to a running service)"
                 )
             )
-        self._bodies_cache[event.id] = bodies
+        self._bodies[event.id] = bodies
         d = self.dispatcher.fire_event(
             event, name=event.name, kind=WEBHOOK, owner=sender_ident(event.sender)
         )
         return d.addCallback(self._send_result, event)
 
     def _send_result(self, result: FireResult, event: WebhookEvent) -> SendResult:
-        self._bodies_cache.pop(event.id, None)
+        self._bodies.pop(event.id, None)
         if result.dropped:
             raise HooksNotRunning(f"event {event.name!r} was dropped: the dispatcher is stopped")
         outcome = result.for_handler(self._handler_id)
@@ -545,7 +542,7 @@ class Hooks(MultiService):
     ) -> Deferred[list[Any]]:
         results: list[Deferred[SendResult]] = []
         for event, waiter in items:
-            bodies = self._bodies_cache.pop(event.id, {})
+            bodies = self._bodies.pop(event.id, {})
             d = self._fire(event, bodies)
             # Not chainDeferred: it would leave d with None, and flush()'s list with it.
             d.addBoth(self._relay, waiter)
@@ -575,16 +572,25 @@ class Hooks(MultiService):
             found.extend(resolve_subscribers(event.name, produced, self.default_secret))
         return [s for s in found if s.receives(owner)]
 
-    async def _deliver(self, event: WebhookEvent) -> SendResult:
+    def _deliver(self, event: WebhookEvent) -> Deferred[SendResult]:
         options = event.options
         backend = options.backend or self.settings.backend
         if backend == "disabled":
-            return SendResult(event)
+            return succeed(SendResult(event))
         owner = sender_ident(event.sender)
-        stored = await self.subscribers.match(event.name, owner)
-        static = await self._static.match(event.name, owner)
-        extra = self._candidates(event, owner)
-        bodies = self._bodies_cache.get(event.id) or {}
+        matched = self.subscribers.match(event.name, owner)
+        return matched.addCallback(self._make_deliveries, event, owner)
+
+    def _make_deliveries(
+        self, stored: Sequence[Subscriber], event: WebhookEvent, owner: str | None
+    ) -> SendResult | Deferred[SendResult]:
+        options = event.options
+        groups: list[tuple[Sequence[Subscriber], bool]] = [(stored, True)]
+        if len(self._static):
+            groups.append((self._static.matching(event.name, owner), False))
+        if self._static_callables or options.subscribers:
+            groups.append((self._candidates(event, owner), False))
+        bodies = self._bodies.get(event.id) or {}
         now = self._reactor.seconds()
         timeout = options.timeout if options.timeout is not None else self.settings.timeout
         retry = options.retry if options.retry is not None else self.settings.retry
@@ -592,7 +598,7 @@ class Hooks(MultiService):
         deliveries: list[Delivery] = []
         skipped: list[tuple[str, str]] = []
         seen: set[str] = set()
-        for group, refresh in ((stored, True), (static, False), (extra, False)):
+        for group, refresh in groups:
             for subscriber in group:
                 if subscriber.id in seen:
                     continue
@@ -630,7 +636,19 @@ class Hooks(MultiService):
         key = event.id if event.idempotent else None
         # With a key, the key is stored even without deliveries: the event was published,
         # and publishing it again must not reach later subscribers.
-        if (deliveries or key is not None) and not await self.deliveries.enqueue(deliveries, key):
+        if not deliveries and key is None:
+            return SendResult(event, (), tuple(skipped))
+        enqueued = self.deliveries.enqueue(deliveries, key)
+        return enqueued.addCallback(self._enqueued, event, deliveries, skipped)
+
+    def _enqueued(
+        self,
+        stored: bool,
+        event: WebhookEvent,
+        deliveries: list[Delivery],
+        skipped: list[tuple[str, str]],
+    ) -> SendResult:
+        if not stored:
             _log.info(
                 "event {event} with id {event_id} was published already; not again",
                 event=event.name,
@@ -638,6 +656,7 @@ class Hooks(MultiService):
             )
             return SendResult(event, duplicate=True)
         if deliveries:
+            options = event.options
             if options.has_callbacks or options.policy is not None:
                 pending = _Pending(event, options)
                 for delivery in deliveries:
@@ -646,38 +665,53 @@ class Hooks(MultiService):
             self.scheduler.wake()
         return SendResult(event, tuple(deliveries), tuple(skipped))
 
-    async def _attempt(self, delivery: Delivery) -> Attempt | HoldBack:
-        subscriber: Subscriber | None = delivery.subscriber
-        store = self.subscribers if delivery.refresh_subscriber else self._static
-        try:
-            subscriber = await store.get(delivery.subscriber.id)
-        except SubscriberNotFound:
-            subscriber = None if delivery.refresh_subscriber else delivery.subscriber
+    def _attempt(self, delivery: Delivery) -> Deferred[Attempt | HoldBack]:
+        if delivery.refresh_subscriber:
+            # The subscriber as it is now: removed or deactivated ends the delivery.
+            return self._attempt_to(self.subscribers.find(delivery.subscriber.id), delivery)
+        # Static and per-event subscribers: the static table may know a newer state (a
+        # 410 deactivates there); otherwise the snapshot is the subscriber.
+        found = self._static.find(delivery.subscriber.id)
+        return self._attempt_to(found or delivery.subscriber, delivery)
+
+    def _attempt_to(
+        self, subscriber: Subscriber | None, delivery: Delivery
+    ) -> Deferred[Attempt | HoldBack]:
         now = self._reactor.seconds()
         if subscriber is None or not subscriber.active:
             state = "removed" if subscriber is None else "deactivated"
-            return Attempt(
-                delivery_id=delivery.id,
-                number=delivery.attempts + 1,
-                started_at=now,
-                duration=0.0,
-                error_kind=ErrorKind.SUBSCRIBER,
-                error_message=f"subscriber {delivery.subscriber.id} was {state}",
+            return succeed(
+                Attempt(
+                    delivery_id=delivery.id,
+                    number=delivery.attempts + 1,
+                    started_at=now,
+                    duration=0.0,
+                    error_kind=ErrorKind.SUBSCRIBER,
+                    error_message=f"subscriber {delivery.subscriber.id} was {state}",
+                )
             )
         health = self.endpoint_health
         until = health.admit(subscriber, now)
         if until is not None:
-            return HoldBack(until, health.hold_reason(subscriber.id))
+            return succeed(HoldBack(until, health.hold_reason(subscriber.id)))
+        pending = self._pending.get(delivery.id) if self._pending else None
+        policy = pending.options.policy if pending is not None else None
+        attempted: Deferred[Attempt | HoldBack]
+        try:
+            if policy is not None and isinstance(self.sender, HTTPSender):
+                attempted = self.sender.attempt(delivery, subscriber, policy)  # type: ignore[assignment]
+            else:
+                attempted = self.sender.attempt(delivery, subscriber)  # type: ignore[assignment]
+        except BaseException:
+            health.finished(subscriber.id)
+            raise
         # The endpoint's concurrency slot is held for the HTTP exchange only: freed here,
         # not once the outcome is recorded, so a failed record cannot leak it.
-        try:
-            pending = self._pending.get(delivery.id)
-            policy = pending.options.policy if pending is not None else None
-            if isinstance(self.sender, HTTPSender):
-                return await self.sender.attempt(delivery, subscriber, policy)
-            return await self.sender.attempt(delivery, subscriber)
-        finally:
-            health.finished(subscriber.id)
+        return attempted.addBoth(self._endpoint_free, subscriber.id)
+
+    def _endpoint_free(self, result: _T, subscriber_id: str) -> _T:
+        self.endpoint_health.finished(subscriber_id)
+        return result
 
     def _on_update(self, delivery: Delivery, update: DeliveryUpdate) -> None:
         attempt = update.attempt

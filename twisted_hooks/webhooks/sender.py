@@ -22,9 +22,10 @@ An attempt never fails: every outcome, errors included, is an
 
 from __future__ import annotations
 
+import functools
 import platform
 from http.cookiejar import CookieJar, DefaultCookiePolicy
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from treq.client import HTTPClient
@@ -69,6 +70,8 @@ USER_AGENT = (
 )
 
 _log = Logger(namespace="twisted_hooks.webhooks.sender")
+
+_T = TypeVar("_T")
 
 
 def delivery_headers(
@@ -226,6 +229,7 @@ def read_capped(response: IResponse, limit: int) -> Deferred[tuple[bytes, bool]]
     return finished
 
 
+@functools.lru_cache(maxsize=4096)
 def _origin(url: str) -> tuple[str, str, int]:
     parts = urlsplit(url)
     scheme = parts.scheme
@@ -346,43 +350,40 @@ class HTTPSender:
         :param policy: the recipient policy of this delivery; the sender's if ``None``.
         :return: a Deferred that always fires an :class:`Attempt`.
         """
-        return Deferred.fromCoroutine(self._attempt(delivery, subscriber, policy or self.policy))
-
-    async def _attempt(
-        self, delivery: Delivery, subscriber: Subscriber, policy: RecipientPolicy
-    ) -> Attempt:
         origin = _origin(subscriber.url)
         # The host's slot first: an attempt queued behind its host's cap takes no global
         # slot from other hosts, and a host semaphore is never dropped from the table
         # while an attempt still holds a reference to it without a token or a place in
         # its queue.
         host = self._host_semaphore(origin)
-        await host.acquire()
-        try:
-            await self._global.acquire()
-            try:
-                return await self._post(delivery, subscriber, policy)
-            finally:
-                self._global.release()
-        finally:
-            self._release_host(origin, host)
+        slots = host.acquire()
+        return slots.addCallback(
+            self._with_host, origin, host, delivery, subscriber, policy or self.policy
+        )
 
-    async def _post(
-        self, delivery: Delivery, subscriber: Subscriber, policy: RecipientPolicy
-    ) -> Attempt:
-        clock = self._clock
-        started = clock.seconds()
-        number = delivery.attempts + 1
+    def _with_host(
+        self,
+        _: object,
+        origin: tuple[str, str, int],
+        host: DeferredSemaphore,
+        delivery: Delivery,
+        subscriber: Subscriber,
+        policy: RecipientPolicy,
+    ) -> Deferred[Attempt]:
+        slot = self._global.acquire()
+        posted: Deferred[Attempt] = slot.addCallback(self._post, delivery, subscriber, policy)
+        return posted.addBoth(self._release, origin, host)
 
-        def done(**fields: Any) -> Attempt:
-            return Attempt(
-                delivery_id=delivery.id,
-                number=number,
-                started_at=started,
-                duration=clock.seconds() - started,
-                **fields,
-            )
+    def _release(self, result: _T, origin: tuple[str, str, int], host: DeferredSemaphore) -> _T:
+        self._global.release()
+        self._release_host(origin, host)
+        return result
 
+    def _post(
+        self, _: object, delivery: Delivery, subscriber: Subscriber, policy: RecipientPolicy
+    ) -> Deferred[Attempt] | Attempt:
+        started = self._clock.seconds()
+        done = functools.partial(self._done, delivery, started)
         try:
             headers = delivery_headers(delivery, subscriber, int(started), self.user_agent)
         except ValueError as error:
@@ -390,6 +391,9 @@ class HTTPSender:
         client = self._client(policy, delivery.allow_keepalive)
         treq_headers: Any = headers
         treq_reactor: Any = self._reactor
+        # One deadline covers connecting, sending, the headers and the body: ours, set on
+        # the whole exchange below. treq's own ``timeout=`` would only arm a second timer
+        # for a part of the same deadline, at every attempt.
         request = client.post(
             subscriber.url,
             data=delivery.body,
@@ -397,22 +401,33 @@ class HTTPSender:
             allow_redirects=False,
             unbuffered=True,
             reactor=treq_reactor,
-            timeout=delivery.timeout,
         )
-        response_holder: list[IResponse] = []
+        answer: list[IResponse] = []
+        whole: Deferred[tuple[bytes, bool]] = request.addCallback(self._read, answer)
+        whole.addTimeout(delivery.timeout, self._clock)
+        return whole.addCallbacks(
+            self._answered,
+            self._failed,
+            callbackArgs=(answer, done),
+            errbackArgs=(done, delivery, subscriber),
+        )
 
-        def read(response: IResponse) -> Deferred[tuple[bytes, bool]]:
-            response_holder.append(response)
-            return read_capped(response, self.max_response_body)
+    def _read(self, response: IResponse, answer: list[IResponse]) -> Deferred[tuple[bytes, bool]]:
+        answer.append(response)
+        return read_capped(response, self.max_response_body)
 
-        whole = request.addCallback(read)
-        whole.addTimeout(delivery.timeout, clock)
-        try:
-            excerpt, truncated = await whole
-        except Exception:
-            return self._failed(Failure(), done, delivery, subscriber)
-        response = response_holder[0]
-        return self._classify(response, excerpt, truncated, done)
+    def _done(self, delivery: Delivery, started: float, **fields: Any) -> Attempt:
+        return Attempt(
+            delivery_id=delivery.id,
+            number=delivery.attempts + 1,
+            started_at=started,
+            duration=self._clock.seconds() - started,
+            **fields,
+        )
+
+    def _answered(self, read: tuple[bytes, bool], answer: list[IResponse], done: Any) -> Attempt:
+        excerpt, truncated = read
+        return self._classify(answer[0], excerpt, truncated, done)
 
     def _classify(
         self, response: IResponse, excerpt: bytes, truncated: bool, done: Any

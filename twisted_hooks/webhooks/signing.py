@@ -57,7 +57,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
+import functools
 import hmac
 import re
 import secrets as _secrets
@@ -226,8 +226,9 @@ def sign(digest_method: str, key: str | bytes, message: str | bytes) -> str:
     :return: The signature, as it goes in ``Hook-HMAC``.
     """
     digestmod = _digest(digest_method)
-    mac = hmac.new(_as_bytes(key), _as_bytes(message), digestmod)
-    return base64.b64encode(mac.digest()).decode("ascii")
+    # hmac.digest is the one-shot (OpenSSL) form of hmac.new(...).digest(): same bytes.
+    mac = hmac.digest(_as_bytes(key), _as_bytes(message), digestmod)
+    return base64.b64encode(mac).decode("ascii")
 
 
 def verify(
@@ -271,6 +272,23 @@ def thorn_signature(digest_method: str, secret: str, body: bytes) -> str:
     return sign(digest_method, secret, body)
 
 
+@functools.lru_cache(maxsize=1024)
+def _decoded_key(secret: str) -> bytes:
+    encoded = secret[len(SECRET_PREFIX) :]
+    padded = encoded + "=" * (-len(encoded) % 4)
+    try:
+        key = base64.b64decode(padded, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidSecret(
+            "a secret starting with 'whsec_' must continue with the standard base64 of the "
+            "key (A-Z, a-z, 0-9, '+', '/', optional '=' padding); generate one with "
+            "twisted_hooks.webhooks.signing.generate_secret()"
+        ) from None
+    if not key:
+        raise InvalidSecret("the secret 'whsec_' has an empty key; use generate_secret()")
+    return key
+
+
 def standard_key(secret: str) -> bytes:
     """
     Find the HMAC key that a Standard Webhooks secret stands for.
@@ -285,19 +303,9 @@ def standard_key(secret: str) -> bytes:
     """
     if not secret.startswith(SECRET_PREFIX):
         return secret.encode("utf-8")
-    encoded = secret[len(SECRET_PREFIX) :]
-    padded = encoded + "=" * (-len(encoded) % 4)
-    try:
-        key = base64.b64decode(padded, validate=True)
-    except (binascii.Error, ValueError):
-        raise InvalidSecret(
-            "a secret starting with 'whsec_' must continue with the standard base64 of the "
-            "key (A-Z, a-z, 0-9, '+', '/', optional '=' padding); generate one with "
-            "twisted_hooks.webhooks.signing.generate_secret()"
-        ) from None
-    if not key:
-        raise InvalidSecret("the secret 'whsec_' has an empty key; use generate_secret()")
-    return key
+    # Decoded keys are cached (by secret, for the most recent 1,024): a subscriber's key
+    # is decoded once, not at every attempt.
+    return _decoded_key(secret)
 
 
 def _check_timestamp(timestamp: int) -> str:
@@ -322,7 +330,7 @@ def _hmac_sha256(key: bytes, content: bytes) -> bytes:
     """
     The raw HMAC-SHA256 of ``content`` under ``key``.
     """
-    return hmac.new(key, content, hashlib.sha256).digest()
+    return hmac.digest(key, content, "sha256")
 
 
 def sign_standard(secret: str, msg_id: str, timestamp: int, body: str | bytes) -> str:

@@ -13,6 +13,7 @@ sent by that owner; one without an owner receives every matching event.
 
 from __future__ import annotations
 
+import builtins
 import datetime
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -533,9 +534,21 @@ class MemorySubscriberStore:
 
     def match(self, event: str, owner: str | None) -> Deferred[Sequence[Subscriber]]:
         """The active subscribers that receive ``event`` sent by ``owner``."""
+        return succeed(self.matching(event, owner))
+
+    def matching(self, event: str, owner: str | None) -> builtins.list[Subscriber]:
+        """:meth:`match`, answered at once rather than through a Deferred."""
         found = self._shared.match(event)
         if owner is not None:
             index = self._owned.get(owner)
             if index is not None:
                 found = found + index.match(event)
-        return succeed(found)
+        return found
+
+    def find(self, subscriber_id: str) -> Subscriber | None:
+        """:meth:`get`, answered at once: the subscriber, or ``None``."""
+        return self._by_id.get(subscriber_id)
+
+    def __len__(self) -> int:
+        """How many subscribers are stored."""
+        return len(self._by_id)
