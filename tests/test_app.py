@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import random
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -1589,3 +1590,138 @@ class HealthSettingsTests(AppTestCase):
         self.clock.advance(0.01)
         self.assertEqual([sorted(r) for r in store.records], [sorted(result.delivery_ids)])
         self.assertEqual(hooks.unfinished, 0)
+
+
+class ReplayTests(AppTestCase):
+    """retry, recover and reactivate: dead deliveries attempted again, with their ids."""
+
+    def dead(self, hooks: Hooks, url: str = URL) -> Delivery:
+        """A delivery that died after its two attempts (500, 500)."""
+        self.sender.script[url] = [{"status_code": 500, "error_kind": "status"}] * 2
+        sent = self.send(hooks, "order.created").deliveries
+        (delivery,) = [d for d in sent if d.subscriber.url == url]
+        self.clock.advance(10.0)
+        self.assertEqual(self.stored(hooks, delivery.id).status, DEAD)
+        return delivery
+
+    def test_retry_attempts_a_dead_delivery_again(self) -> None:
+        """retry makes a dead delivery attempted again now, with the same id; the attempt
+        number continues, and drain waits for it."""
+        hooks = self.hooks()
+        self.subscribe(hooks, "order.*")
+        delivery = self.dead(hooks)
+        revived = self.successResultOf(hooks.retry(delivery.id))
+        self.assertEqual(revived.id, delivery.id)
+        self.assertEqual(self.stored(hooks, delivery.id).status, DELIVERED)
+        attempted = [d for d, _ in self.sender.calls]
+        self.assertEqual([d.id for d in attempted], [delivery.id] * 3)
+        self.assertEqual(attempted[-1].attempts, 2)
+        self.successResultOf(hooks.drain())
+
+    def test_retry_errors(self) -> None:
+        """retry fails with KeyError for an unknown id and ValueError for a delivery that
+        is not dead (here: delivered)."""
+        hooks = self.hooks()
+        self.subscribe(hooks, "order.*")
+        (delivery,) = self.send(hooks, "order.created").deliveries
+        self.failureResultOf(hooks.retry("no-such-id"), KeyError)
+        failure = self.failureResultOf(hooks.retry(delivery.id), ValueError)
+        self.assertIn("delivered", str(failure.value))
+
+    def test_recover_since(self) -> None:
+        """recover revives the dead deliveries of one subscriber made at or after since,
+        and no others."""
+        hooks = self.hooks()
+        subscriber = self.subscribe(hooks, "order.*")
+        other = self.subscribe(hooks, "order.*", "https://other.example/hook")
+        self.sender.script["https://other.example/hook"] = [
+            {"status_code": 500, "error_kind": "status"}
+        ] * 2
+        old = self.dead(hooks)
+        since = self.clock.seconds()
+        self.sender.script["https://other.example/hook"] = [
+            {"status_code": 500, "error_kind": "status"}
+        ] * 2
+        new = self.dead(hooks)
+        self.assertEqual(self.successResultOf(hooks.recover(subscriber.id, since)), 1)
+        self.assertEqual(self.stored(hooks, new.id).status, DELIVERED)
+        self.assertEqual(self.stored(hooks, old.id).status, DEAD)
+        dead_for_other = self.successResultOf(hooks.deliveries.list(DEAD, other.id))
+        self.assertEqual(len(dead_for_other), 2)
+        self.assertEqual(self.successResultOf(hooks.recover(subscriber.id, since)), 0)
+
+    def test_reactivate_after_gone(self) -> None:
+        """A 410 deactivates; reactivate makes the subscriber receive again and resets its
+        endpoint's health; the dead delivery can then be recovered."""
+        hooks = self.hooks()
+        subscriber = self.subscribe(hooks, "order.*")
+        self.sender.script[URL] = [{"status_code": 410, "error_kind": "gone"}]
+        (gone,) = self.send(hooks, "order.created").deliveries
+        self.assertFalse(self.successResultOf(hooks.subscribers.get(subscriber.id)).active)
+        self.assertEqual(self.send(hooks, "order.created").deliveries, ())
+        back = self.successResultOf(hooks.reactivate(subscriber.id))
+        self.assertTrue(back.active)
+        self.assertEqual(len(self.send(hooks, "order.created").deliveries), 1)
+        self.assertEqual(self.successResultOf(hooks.recover(subscriber.id, 0.0)), 1)
+        self.assertEqual(self.stored(hooks, gone.id).status, DELIVERED)
+
+    def test_reactivate_unknown(self) -> None:
+        """reactivate fails with SubscriberNotFound (a KeyError) for an unknown id."""
+        hooks = self.hooks()
+        self.failureResultOf(hooks.reactivate(str(uuid.uuid4())), KeyError)
+
+
+class RetentionTests(AppTestCase):
+    """prune: delivered deliveries and idempotency keys are deleted after their time."""
+
+    def test_prune_by_settings(self) -> None:
+        """prune deletes delivered deliveries older than keep_delivered and keys older
+        than keep_keys, keeps dead ones and recent ones, and says how many."""
+        settings = Settings(
+            retry=RetryPolicy(delays=()), record_delay=0.0, keep_delivered=100.0, keep_keys=50.0
+        )
+        hooks = self.hooks(settings=settings)
+        self.subscribe(hooks, "order.*")
+        (old,) = self.send(hooks, "order.created", event_id="event-1").deliveries
+        self.sender.script[URL] = [{"status_code": 500, "error_kind": "status"}]
+        (dead,) = self.send(hooks, "order.created").deliveries
+        self.clock.advance(200.0)
+        (recent,) = self.send(hooks, "order.created").deliveries
+        self.assertEqual(self.successResultOf(hooks.prune()), (1, 1))
+        self.failureResultOf(hooks.deliveries.get(old.id), KeyError)
+        self.assertEqual(self.stored(hooks, dead.id).status, DEAD)
+        self.assertEqual(self.stored(hooks, recent.id).status, DELIVERED)
+        again = self.send(hooks, "order.created", event_id="event-1")
+        self.assertFalse(again.duplicate)
+
+    def test_runs_periodically(self) -> None:
+        """The running application prunes every prune_interval seconds, and stops doing
+        so when stopped."""
+        settings = Settings(
+            record_delay=0.0, keep_delivered=10.0, keep_keys=10.0, prune_interval=60.0
+        )
+        hooks = self.hooks(settings=settings)
+        self.subscribe(hooks, "order.*")
+        (delivery,) = self.send(hooks, "order.created").deliveries
+        self.clock.advance(59.0)
+        self.assertEqual(self.stored(hooks, delivery.id).status, DELIVERED)
+        self.clock.advance(1.0)
+        self.failureResultOf(hooks.deliveries.get(delivery.id), KeyError)
+        hooks.stopService()
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_keep_delivered_none_keeps_them(self) -> None:
+        """keep_delivered=None prunes no delivery (keys are still pruned)."""
+        hooks = self.hooks(settings=Settings(record_delay=0.0, keep_delivered=None))
+        self.subscribe(hooks, "order.*")
+        (delivery,) = self.send(hooks, "order.created").deliveries
+        self.clock.advance(10 * 86400.0)
+        self.assertEqual(self.successResultOf(hooks.prune())[0], 0)
+        self.assertEqual(self.stored(hooks, delivery.id).status, DELIVERED)
+
+    def test_settings_validated(self) -> None:
+        """Retention settings must be positive; the message names the setting."""
+        for name in ("keep_delivered", "keep_keys", "prune_interval"):
+            with self.assertRaises(ValueError) as caught:
+                Settings(**{name: 0})
+            self.assertIn(name, str(caught.exception))

@@ -536,6 +536,15 @@ class StoreTests:
         self.assertEqual([await self.status(i) for i in "bcd"], [DELIVERED, DEAD, IN_FLIGHT])
         self.assertEqual(await self.deliveries.prune(200.0), 0)
 
+    async def test_prune_keys(self) -> None:
+        """prune_keys forgets idempotency keys stored before a time: that event may be
+        enqueued again; newer keys are kept."""
+        deliveries: Any = self.deliveries
+        self.assertTrue(await deliveries.enqueue([delivery("a")], "old-key"))
+        self.assertEqual(await deliveries.prune_keys(0.0), 0)
+        self.assertEqual(await deliveries.prune_keys(reactor().seconds() + 1), 1)
+        self.assertTrue(await deliveries.enqueue([delivery("b")], "old-key"))
+
     async def test_stats(self) -> None:
         """stats counts every status (zero included) and gives the age of the oldest due
         delivery, ``None`` when none is due."""
@@ -723,15 +732,6 @@ class SQLStoreTests(StoreTests):
         self.assertEqual(
             again, attrs.evolve(delivery("crashed", 1.0), status=IN_FLIGHT, lease_expires_at=61.0)
         )
-
-    async def test_prune_keys(self) -> None:
-        """prune_keys forgets idempotency keys stored before a time: that event may be
-        enqueued again; newer keys are kept."""
-        deliveries: Any = self.deliveries
-        self.assertTrue(await deliveries.enqueue([delivery("a")], "old-key"))
-        self.assertEqual(await deliveries.prune_keys(0.0), 0)
-        self.assertEqual(await deliveries.prune_keys(reactor().seconds() + 1), 1)
-        self.assertTrue(await deliveries.enqueue([delivery("b")], "old-key"))
 
     async def test_closed(self) -> None:
         """A closed store refuses new work with a StoreError; closing again is harmless."""

@@ -197,6 +197,10 @@ class IDeliveryStore(Interface):
         """Delete delivered deliveries (with their attempts) that were delivered before
         ``before``; fires how many. Dead deliveries are kept."""
 
+    def prune_keys(before: float) -> Deferred[int]:
+        """Forget the idempotency keys stored before ``before`` (publishing again with such
+        a key is accepted again); fires how many."""
+
     def stats(now: float) -> Deferred[DeliveryStats]:
         """Counts by status and the age of the oldest due delivery (for metrics)."""
 

@@ -34,6 +34,7 @@ import attrs
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, DeferredList, fail, succeed
 from twisted.internet.interfaces import IReactorTCP, IReactorTime
+from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -137,6 +138,11 @@ def _at_least_one(instance: object, attribute: attrs.Attribute[int], value: int)
         raise ValueError(f"{attribute.name} must be at least 1, got {value!r}")
 
 
+def _optional_positive(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is not None:
+        _positive(instance, attribute, value)
+
+
 def _backend(instance: object, attribute: attrs.Attribute[str], value: str) -> None:
     if value not in BACKENDS:
         raise ValueError(f"backend must be one of {sorted(BACKENDS)!r}, got {value!r}")
@@ -175,6 +181,12 @@ class Settings:
         failed for a day, so a short outage never disables anyone.
     :ivar busy_retry: seconds after which a delivery held back by its endpoint's full
         ``max_concurrency`` (or by a half-open circuit whose probe is out) is tried again.
+    :ivar keep_delivered: seconds delivered deliveries are kept (with their attempts)
+        before :meth:`Hooks.prune` deletes them; ``None`` keeps them. Dead ones are always
+        kept. Default: 7 days.
+    :ivar keep_keys: seconds a published event's id is remembered for idempotent
+        publishing. Default: 24 hours, as most webhook APIs do.
+    :ivar prune_interval: seconds between the running application's prunes.
     :ivar health_save_delay: seconds endpoint health changes are collected before they
         are written to the health store (one write for all of them).
     """
@@ -197,6 +209,9 @@ class Settings:
     disable_period: float = attrs.field(default=86_400.0, validator=_not_negative)
     busy_retry: float = attrs.field(default=1.0, validator=_positive)
     health_save_delay: float = attrs.field(default=1.0, validator=_not_negative)
+    keep_delivered: float | None = attrs.field(default=7 * 86400.0, validator=_optional_positive)
+    keep_keys: float = attrs.field(default=86400.0, validator=_positive)
+    prune_interval: float = attrs.field(default=3600.0, validator=_positive)
 
     def __attrs_post_init__(self) -> None:
         if self.lease <= self.timeout:
@@ -366,6 +381,7 @@ class Hooks(MultiService):
         self._drain_waiters: list[Deferred[None]] = []
         self._buffer: BufferState[tuple[WebhookEvent, Deferred[SendResult]]] = BufferState()
         self._accepting = False
+        self._pruning: LoopingCall | None = None
         self._handler = WebhookHandler(self)
         self._handler_id: int = dispatcher.add_event_handler(  # type: ignore[assignment]
             self._handler, self.settings.phase, use_weakref=False, kind=WEBHOOK
@@ -379,6 +395,9 @@ class Hooks(MultiService):
         self._accepting = True
         self.endpoint_health.startService()
         super().startService()  # type: ignore[no-untyped-call]
+        self._pruning = LoopingCall(self._prune_logged)
+        self._pruning.clock = self._reactor
+        self._pruning.start(self.settings.prune_interval, now=False)
 
     def stopService(self) -> Deferred[None]:
         """
@@ -388,6 +407,8 @@ class Hooks(MultiService):
         in-memory store).
         """
         self._accepting = False
+        if self._pruning is not None and self._pruning.running:
+            self._pruning.stop()
         d: Deferred[Any] = super().stopService()  # type: ignore[no-untyped-call]
         d.addCallback(lambda _: self.endpoint_health.stopService())
         d.addCallback(lambda _: self.dispatcher.stop())
@@ -409,6 +430,87 @@ class Hooks(MultiService):
     def unfinished(self) -> int:
         """How many deliveries this application accepted that have not ended yet."""
         return self._unfinished
+
+    # -- replay and retention ----------------------------------------------------------------
+
+    def retry(self, delivery_id: str) -> Deferred[Delivery]:
+        """
+        Attempt a dead delivery again, now, with its id (``Hook-Delivery``, ``webhook-id``)
+        and attempt history: it resumes its retry schedule, and gets one more attempt when
+        the schedule was used up.
+
+        :return: a Deferred firing the revived delivery; it fails with
+            :class:`KeyError` for an unknown id and :class:`ValueError` for a delivery
+            that is not dead.
+        """
+        revived = self.deliveries.retry(delivery_id, self._reactor.seconds())
+        return revived.addCallback(self._revived, 1)
+
+    def recover(self, subscriber_id: str, since: float) -> Deferred[int]:
+        """
+        Attempt again every dead delivery of a subscriber made at or after ``since``
+        (seconds since the epoch), as :meth:`retry` does one.
+
+        :return: a Deferred firing how many deliveries were revived.
+        """
+        recovered = self.deliveries.recover(subscriber_id, since, self._reactor.seconds())
+        return recovered.addCallback(lambda count: self._revived(count, count))
+
+    def _revived(self, result: _T, count: int) -> _T:
+        if count:
+            self._unfinished += count
+            self.scheduler.wake()
+        return result
+
+    def reactivate(self, subscriber_id: str) -> Deferred[Subscriber]:
+        """
+        Make a deactivated subscriber active again (after a 410, or after it was disabled
+        for sustained failure) and forget its endpoint's failure streak and circuit.
+        Deliveries that died meanwhile stay dead: :meth:`recover` them.
+        """
+        store = self.subscribers if self._static.find(subscriber_id) is None else self._static
+
+        def activate(subscriber: Subscriber) -> Deferred[Subscriber]:
+            self.endpoint_health.reset(subscriber_id, self._reactor.seconds())
+            if subscriber.active:
+                return succeed(subscriber)
+            return store.update(attrs.evolve(subscriber, active=True))
+
+        return store.get(subscriber_id).addCallback(activate)
+
+    def prune(self) -> Deferred[tuple[int, int]]:
+        """
+        Delete delivered deliveries older than ``settings.keep_delivered`` (dead ones are
+        kept) and idempotency keys older than ``settings.keep_keys``. The running
+        application does this every ``settings.prune_interval`` seconds.
+
+        :return: a Deferred firing ``(deliveries deleted, keys deleted)``.
+        """
+        now = self._reactor.seconds()
+        keep = self.settings.keep_delivered
+        pruned: Deferred[int] = (
+            self.deliveries.prune(now - keep) if keep is not None else succeed(0)
+        )
+
+        def keys(deliveries: int) -> Deferred[tuple[int, int]]:
+            forgotten = self.deliveries.prune_keys(now - self.settings.keep_keys)
+            return forgotten.addCallback(lambda count: (deliveries, count))
+
+        return pruned.addCallback(keys)
+
+    def _prune_logged(self) -> Deferred[None]:
+        def done(counts: tuple[int, int]) -> None:
+            if any(counts):
+                _log.info(
+                    "pruned {deliveries} delivered deliveries and {keys} idempotency keys",
+                    deliveries=counts[0],
+                    keys=counts[1],
+                )
+
+        def failed(failure: Failure) -> None:
+            _log.failure("pruning the delivery store failed; trying again later", failure)
+
+        return self.prune().addCallbacks(done, failed)
 
     # -- subscribers -------------------------------------------------------------------------
 

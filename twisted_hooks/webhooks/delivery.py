@@ -252,7 +252,9 @@ class MemoryDeliveryStore:
         self._finished: deque[str] = deque()
         self._keep_finished = keep_finished
         self._keep_attempts = keep_attempts
-        self._keys: dict[str, None] = {}
+        # Idempotency keys, oldest first, with the creation time of their deliveries
+        # (None for a publication that reached no subscriber: kept until pushed out).
+        self._keys: dict[str, float | None] = {}
         self._keep_keys = keep_keys
 
     def __len__(self) -> int:
@@ -285,7 +287,7 @@ class MemoryDeliveryStore:
             self._deliveries[delivery.id] = delivery
             self._schedule(delivery.next_attempt_at, delivery.id)
         if idempotency_key is not None:
-            self._keys[idempotency_key] = None
+            self._keys[idempotency_key] = deliveries[0].created_at if deliveries else None
             while len(self._keys) > self._keep_keys:
                 del self._keys[next(iter(self._keys))]
         return succeed(True)
@@ -433,6 +435,13 @@ class MemoryDeliveryStore:
             self._attempts.pop(delivery_id, None)
         if old:
             self._finished = deque(i for i in self._finished if i not in old)
+        return succeed(len(old))
+
+    def prune_keys(self, before: float) -> Deferred[int]:
+        """Forget the idempotency keys of publications made before ``before``."""
+        old = [k for k, at in self._keys.items() if at is not None and at < before]
+        for key in old:
+            del self._keys[key]
         return succeed(len(old))
 
     def stats(self, now: float) -> Deferred[DeliveryStats]:
