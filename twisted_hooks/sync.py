@@ -373,7 +373,27 @@ class _ThreadedHandler:
 # -- the facade ----------------------------------------------------------------------------
 
 
-class BlockingDispatcher:
+class _Facade:
+    """What the blocking facades share: a default timeout and the blocking call."""
+
+    _timeout: float
+
+    def _call(
+        self,
+        operation: str,
+        timeout: float | None,
+        function: Callable[..., object],
+        args: tuple[object, ...] = (),
+        kwargs: dict[str, object] | None = None,
+    ) -> Any:
+        # Arguments travel as a tuple and a dict so that no match-spec keyword or detail
+        # can collide with this method's own parameters.
+        return _call_blocking(
+            operation, self._timeout if timeout is None else timeout, function, args, kwargs or {}
+        )
+
+
+class BlockingDispatcher(_Facade):
     """
     A blocking view of an :class:`~twisted_hooks.IEventDispatcher`, for threads other than
     the reactor's.
@@ -445,20 +465,6 @@ class BlockingDispatcher:
     def running(self) -> bool:
         """Whether the dispatcher is started (read without a trip to the reactor)."""
         return bool(self._dispatcher.running)
-
-    def _call(
-        self,
-        operation: str,
-        timeout: float | None,
-        function: Callable[..., object],
-        args: tuple[object, ...] = (),
-        kwargs: dict[str, object] | None = None,
-    ) -> Any:
-        # Arguments travel as a tuple and a dict so that no match-spec keyword or detail
-        # can collide with this method's own parameters.
-        return _call_blocking(
-            operation, self._timeout if timeout is None else timeout, function, args, kwargs or {}
-        )
 
     def start(self, timeout: float | None = None) -> None:
         """
@@ -588,7 +594,7 @@ class BlockingDispatcher:
 # -- webhooks ------------------------------------------------------------------------------
 
 
-class BlockingHooks:
+class BlockingHooks(_Facade):
     """
     A blocking facade over a :class:`~twisted_hooks.webhooks.app.Hooks` application, for
     synchronous code (Django, Flask, scripts).
@@ -642,18 +648,6 @@ class BlockingHooks:
     def settings(self) -> Settings:
         """The application's settings."""
         return self._hooks.settings
-
-    def _call(
-        self,
-        operation: str,
-        timeout: float | None,
-        function: Callable[..., object],
-        args: tuple[object, ...] = (),
-        kwargs: dict[str, object] | None = None,
-    ) -> Any:
-        return _call_blocking(
-            operation, self._timeout if timeout is None else timeout, function, args, kwargs or {}
-        )
 
     def start(self, timeout: float | None = None) -> None:
         """Start the application (its dispatcher and scheduler)."""
