@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -160,3 +161,131 @@ def test_delivery_records_the_environment() -> None:
         assert line["twisted"] == twisted.__version__
         assert line["treq"] == treq.__version__
         assert line["twisted_hooks"] == twisted_hooks.__version__
+
+
+# -- benchmarks/durable.py -------------------------------------------------------------------
+
+
+@functools.cache
+def durable_smoke() -> tuple[dict[str, object], ...]:
+    """
+    Run ``benchmarks/durable.py`` once with tiny counts (one round, concurrency 8) and parse
+    every line it prints. PostgreSQL is measured only when ``TWISTED_HOOKS_TEST_POSTGRES``
+    is set (the script reads it).
+    """
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "durable.py"),
+            "--count",
+            "30",
+            "--concurrency",
+            "8",
+            "--rounds",
+            "1",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return tuple(json.loads(line) for line in result.stdout.splitlines())
+
+
+def test_durable_prints_every_backend_then_a_summary() -> None:
+    """durable.py prints memory, sqlite (and postgresql when a DSN is set), then a summary."""
+    names = [line["name"] for line in durable_smoke()]
+    expected = ["memory", "sqlite"]
+    if os.environ.get("TWISTED_HOOKS_TEST_POSTGRES"):
+        expected.append("postgresql")
+    assert names == [*expected, "summary"]
+    assert all(line["benchmark"] == "durable" for line in durable_smoke())
+    assert all(line["concurrency"] == 8 for line in durable_smoke())
+
+
+def test_durable_every_delivery_succeeded() -> None:
+    """Every backend delivered every event: no errors, ``delivered`` equals the count."""
+    for line in durable_smoke()[:-1]:
+        assert line["errors"] == 0, line
+        assert line["count"] == 30
+        assert line["delivered"] == 30
+        assert line["rounds"] == 1
+        assert line["body_bytes"] == 1024
+        for key in ("deliveries_per_s", "deliveries_per_s_best", "cpu_us_per_delivery"):
+            value = line[key]
+            assert isinstance(value, int | float) and value > 0, (key, line)
+        assert line["twisted_hooks"] == twisted_hooks.__version__
+
+
+def test_durable_summary_gives_the_ratios() -> None:
+    """The summary gives the SQLite/memory ratio, and the PostgreSQL one or why it skipped."""
+    summary = durable_smoke()[-1]
+    assert summary["errors"] == 0
+    for key in ("ratio_sqlite_over_memory", "ratio_sqlite_over_memory_best"):
+        value = summary[key]
+        assert isinstance(value, int | float) and value > 0, (key, summary)
+    skipped = summary["skipped"]
+    assert isinstance(skipped, dict)
+    if os.environ.get("TWISTED_HOOKS_TEST_POSTGRES"):
+        assert skipped == {}
+        value = summary["ratio_postgresql_over_memory"]
+        assert isinstance(value, int | float) and value > 0, summary
+    else:
+        assert "postgresql" in skipped
+        assert summary["ratio_postgresql_over_memory"] is None
+
+
+# -- benchmarks/backlog.py -------------------------------------------------------------------
+
+
+@functools.cache
+def backlog_smoke() -> tuple[dict[str, object], ...]:
+    """Run ``benchmarks/backlog.py`` once with a small backlog and a short window."""
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "backlog.py"),
+            "--pending",
+            "3000",
+            "--batch",
+            "1000",
+            "--seconds",
+            "1",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return tuple(json.loads(line) for line in result.stdout.splitlines())
+
+
+def test_backlog_prints_the_measurement_then_a_summary() -> None:
+    """backlog.py prints one sqlite line with the backlog asked for, then a summary."""
+    lines = backlog_smoke()
+    assert [line["name"] for line in lines] == ["sqlite", "summary"]
+    assert all(line["benchmark"] == "backlog" for line in lines)
+    assert all(line["pending"] == 3000 for line in lines)
+    assert lines[-1]["target_rss_mb_max"] == 300
+
+
+def test_backlog_reports_memory_and_draining() -> None:
+    """The RSS figures are positive, and some deliveries were made, none dead."""
+    line = backlog_smoke()[0]
+    for key in (
+        "rss_mb_start",
+        "rss_mb_before",
+        "rss_mb_draining",
+        "rss_mb_draining_max",
+        "peak_mb",
+        "deliveries_per_s",
+        "seconds",
+    ):
+        value = line[key]
+        assert isinstance(value, int | float) and value > 0, (key, line)
+    delivered = line["delivered_while_measuring"]
+    assert isinstance(delivered, int) and 0 < delivered <= 3000
+    assert line["dead"] == 0
+    assert line["python"] == platform.python_version()
