@@ -50,6 +50,7 @@ def test_sphinx_doctests_pass(tmp_path: Path) -> None:
         ("blocking_script.py", "sync", 0),
         ("webhooks_twisted.py", "webhooks", 0),
         ("webhooks_blocking.py", "webhooks", 1),
+        ("durable_sqlite.py", "stores", 0),
     ],
 )
 def test_example_program_prints_what_its_page_says(script: str, page: str, block: int) -> None:
@@ -77,7 +78,7 @@ def test_news_fragments_build_with_towncrier() -> None:
 
 #: The modules the API reference covers. A name a package exports is documented once, as
 #: ``<package>.<name>``, wherever it is defined: ``twisted_hooks.EventDispatcher``,
-#: ``twisted_hooks.webhooks.Hooks``.
+#: ``twisted_hooks.webhooks.Hooks``, ``twisted_hooks.store.open_store``.
 API_MODULES = [
     "twisted_hooks",
     "twisted_hooks.dispatcher",
@@ -100,10 +101,18 @@ API_MODULES = [
     "twisted_hooks.webhooks.signing",
     "twisted_hooks.webhooks.subscribers",
     "twisted_hooks.webhooks.validators",
+    "twisted_hooks.store",
+    "twisted_hooks.store.base",
+    "twisted_hooks.store.memory",
+    "twisted_hooks.store.sql",
+    "twisted_hooks.store.sqlite",
+    "twisted_hooks.store.postgres",
+    "twisted_hooks.store.schema",
+    "twisted_hooks.store.tokens",
 ]
 
 #: The packages whose exported names are documented under the package's own name.
-API_PACKAGES = ["twisted_hooks", "twisted_hooks.webhooks"]
+API_PACKAGES = ["twisted_hooks", "twisted_hooks.webhooks", "twisted_hooks.store"]
 
 
 def public_names(module_name: str) -> list[str]:
