@@ -1725,3 +1725,58 @@ class RetentionTests(AppTestCase):
             with self.assertRaises(ValueError) as caught:
                 Settings(**{name: 0})
             self.assertIn(name, str(caught.exception))
+
+
+class DrainTests(AppTestCase):
+    """drain waits for this application's own deliveries only."""
+
+    def test_other_runs_deliveries_are_not_counted(self) -> None:
+        """
+        A delivery left in a shared store by an earlier run, ending while this
+        application's own delivery still waits for its retry, does not fire drain early.
+        """
+        store = MemoryDeliveryStore()
+        earlier = self.hooks(deliveries=store)
+        self.subscribe(earlier, "order.*")
+        self.sender.script[URL] = [{"status_code": 500, "error_kind": "status"}]
+        (leftover,) = self.send(earlier, "order.created").deliveries
+        earlier.stopService()
+        later = self.hooks(deliveries=store, subscribers=earlier.subscribers)
+        # Own first attempt fails; then the leftover's retry succeeds while own's retry
+        # is held open.
+        self.sender.script[URL] = [{"status_code": 500, "error_kind": "status"}, OK, HOLD]
+        (own,) = self.send(later, "order.created").deliveries
+        drained = later.drain()
+        self.assertEqual(later.unfinished, 1)
+        self.clock.advance(10.0)
+        self.assertEqual(self.stored(later, leftover.id).status, DELIVERED)
+        self.assertNoResult(drained)
+        self.sender.finish()
+        self.assertEqual(self.stored(later, own.id).status, DELIVERED)
+        self.successResultOf(drained)
+
+    def test_waits_for_retried_delivery(self) -> None:
+        """A delivery revived by retry is waited for."""
+        hooks = self.hooks(settings=Settings(retry=RetryPolicy(delays=()), record_delay=0.0))
+        self.subscribe(hooks, "order.*")
+        self.sender.script[URL] = [{"status_code": 500, "error_kind": "status"}, HOLD]
+        (delivery,) = self.send(hooks, "order.created").deliveries
+        self.successResultOf(hooks.drain())
+        self.successResultOf(hooks.retry(delivery.id))
+        drained = hooks.drain()
+        self.assertNoResult(drained)
+        self.sender.finish()
+        self.successResultOf(drained)
+
+
+class PerSendTimeoutTests(AppTestCase):
+    """A per-send timeout must leave the lease longer than the attempt."""
+
+    def test_timeout_not_shorter_than_lease_refused(self) -> None:
+        """Event(timeout=...) at or over the lease is a ValueError at send, naming both."""
+        hooks = self.hooks()
+        event = Event("order.created", app=hooks, timeout=60.0)
+        with self.assertRaises(ValueError) as caught:
+            event.send({})
+        self.assertIn("shorter than the lease (60 s)", str(caught.exception))
+        Event("order.created", app=hooks, timeout=59.0).send({})

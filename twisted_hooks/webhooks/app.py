@@ -377,7 +377,9 @@ class Hooks(MultiService):
         self._pending: dict[str, _Pending] = {}
         # The encoded bodies of events between send and the webhook handler, by event id.
         self._bodies: dict[str, dict[str, bytes]] = {}
-        self._unfinished = 0
+        # The ids of the deliveries this application accepted (sent, retried, recovered)
+        # that have not ended: deliveries of other runs or processes do not count.
+        self._own: set[str] = set()
         self._drain_waiters: list[Deferred[None]] = []
         self._buffer: BufferState[tuple[WebhookEvent, Deferred[SendResult]]] = BufferState()
         self._accepting = False
@@ -418,9 +420,15 @@ class Hooks(MultiService):
         return d.addCallback(lambda _: None)
 
     def drain(self) -> Deferred[None]:
-        """A Deferred that fires once every delivery this application accepted has ended
-        (delivered or dead)."""
-        if self._unfinished == 0:
+        """
+        A Deferred that fires once every delivery this application made (by
+        :meth:`send`) or revived (by :meth:`retry`) has ended, delivered or dead.
+
+        Deliveries of other runs or processes sharing the store, and those revived in bulk
+        by :meth:`recover`, are not waited for: watch the store's
+        :meth:`~twisted_hooks.interfaces.IDeliveryStore.stats` for those.
+        """
+        if not self._own:
             return succeed(None)
         waiter: Deferred[None] = Deferred()
         self._drain_waiters.append(waiter)
@@ -428,8 +436,8 @@ class Hooks(MultiService):
 
     @property
     def unfinished(self) -> int:
-        """How many deliveries this application accepted that have not ended yet."""
-        return self._unfinished
+        """How many of the deliveries :meth:`drain` waits for have not ended yet."""
+        return len(self._own)
 
     # -- replay and retention ----------------------------------------------------------------
 
@@ -444,7 +452,7 @@ class Hooks(MultiService):
             that is not dead.
         """
         revived = self.deliveries.retry(delivery_id, self._reactor.seconds())
-        return revived.addCallback(self._revived, 1)
+        return revived.addCallback(self._revived)
 
     def recover(self, subscriber_id: str, since: float) -> Deferred[int]:
         """
@@ -454,13 +462,17 @@ class Hooks(MultiService):
         :return: a Deferred firing how many deliveries were revived.
         """
         recovered = self.deliveries.recover(subscriber_id, since, self._reactor.seconds())
-        return recovered.addCallback(lambda count: self._revived(count, count))
+        return recovered.addCallback(self._recovered)
 
-    def _revived(self, result: _T, count: int) -> _T:
+    def _revived(self, delivery: Delivery) -> Delivery:
+        self._own.add(delivery.id)
+        self.scheduler.wake()
+        return delivery
+
+    def _recovered(self, count: int) -> int:
         if count:
-            self._unfinished += count
             self.scheduler.wake()
-        return result
+        return count
 
     def reactivate(self, subscriber_id: str) -> Deferred[Subscriber]:
         """
@@ -558,12 +570,15 @@ class Hooks(MultiService):
         :param event_id: the event's id; a new UUID if ``None``. An id given here is the
             send's idempotency key: when the delivery store already knows it (the event
             was published before, by this process or another sharing the store), nothing
-            is delivered and the result says :attr:`~SendResult.duplicate`. A memory
-            store remembers the last 100,000 keys; a durable store keeps them.
+            is delivered and the result says :attr:`~SendResult.duplicate`. Keys are
+            remembered for ``settings.keep_keys`` seconds (24 hours by default; a memory
+            store also forgets the oldest beyond 100,000).
         :param options: per-send settings.
         :return: a Deferred firing a :class:`SendResult` once the deliveries are accepted.
             Inside :meth:`buffer_events` it fires when the buffer is flushed.
-        :raise ValueError: at once, for an invalid name or backend.
+        :raise ValueError: at once, for an invalid name or backend, or a per-send timeout
+            that is not shorter than ``settings.lease`` (a lease must outlast the attempt,
+            or another claimer could attempt the same delivery meanwhile).
         :raise twisted_hooks.webhooks.encoding.EncodingError: at once, for data that cannot
             be encoded as JSON.
         """
@@ -572,6 +587,11 @@ class Hooks(MultiService):
         if options.backend is not None and options.backend not in BACKENDS:
             raise ValueError(
                 f"unknown backend {options.backend!r}; use one of {sorted(BACKENDS)!r}"
+            )
+        if options.timeout is not None and not 0 < options.timeout < self.settings.lease:
+            raise ValueError(
+                f"timeout {options.timeout:g} s must be positive and shorter than the lease "
+                f"({self.settings.lease:g} s); raise Settings.lease for longer attempts"
             )
         event = WebhookEvent(
             name=name,
@@ -763,7 +783,7 @@ class Hooks(MultiService):
                 pending = _Pending(event, options)
                 for delivery in deliveries:
                     self._pending[delivery.id] = pending
-            self._unfinished += len(deliveries)
+            self._own.update(delivery.id for delivery in deliveries)
             self.scheduler.wake()
         return SendResult(event, tuple(deliveries), tuple(skipped))
 
@@ -849,11 +869,13 @@ class Hooks(MultiService):
             self._health_event(event, delivery, attempt)
         if update.status in (DELIVERED, DEAD):
             self._pending.pop(delivery.id, None)
-            self._unfinished = max(0, self._unfinished - 1)
-            if self._unfinished == 0 and self._drain_waiters:
-                waiters, self._drain_waiters = self._drain_waiters, []
-                for waiter in waiters:
-                    waiter.callback(None)
+            own = self._own
+            if delivery.id in own:
+                own.discard(delivery.id)
+                if not own and self._drain_waiters:
+                    waiters, self._drain_waiters = self._drain_waiters, []
+                    for waiter in waiters:
+                        waiter.callback(None)
 
     def _callbacks(self, pending: _Pending, delivery: Delivery, attempt: Attempt) -> None:
         options = pending.options
