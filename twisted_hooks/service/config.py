@@ -1,0 +1,763 @@
+"""
+The service's configuration: one INI file, environment overrides, command-line options.
+
+:func:`load_config` reads an INI file (``configparser`` with no interpolation; ``;``
+starts a comment, also at the end of a line after white space), applies the environment
+and the command line, checks every value and returns a :class:`ServiceConfig`::
+
+    [hooks]
+    listen = tcp:8000:interface=127.0.0.1     ; a strports description
+    database = sqlite:twisted_hooks.sqlite3    ; or postgresql://...
+    timeout = 10
+
+    [retry]
+    schedule = 5, 300, 1800, 7200, 18000, 36000, 36000
+
+    [validators]
+    allowed_networks = 127.0.0.0/8, ::1/128
+
+    [subscribers]
+    user.created = https://example.com/hooks/user
+
+    [listener:audit]
+    use = twisted_hooks.listeners.log
+    level = info
+
+The sections are ``[hooks]``, ``[retry]``, ``[validators]``, ``[health]`` (see
+:data:`DEFAULTS` for their keys and defaults), ``[subscribers]`` (static subscribers in
+Thorn's ``THORN_SUBSCRIBERS`` shapes: ``pattern = URL [URL ...]`` or ``pattern = JSON``)
+and one ``[listener:NAME]`` section per listener (see :mod:`twisted_hooks.listeners`).
+An unknown section or key is an error, except inside ``[listener:NAME]`` sections, whose
+keys belong to the listener. Keys are case-sensitive.
+
+Every key can be overridden by an environment variable
+``TWISTED_HOOKS_<SECTION>_<KEY>``: the section and the key upper-cased, with every
+character that is not a letter or a digit turned into ``_`` (``[hooks] timeout`` is
+``TWISTED_HOOKS_HOOKS_TIMEOUT``, ``[listener:audit] level`` is
+``TWISTED_HOOKS_LISTENER_AUDIT_LEVEL``). A variable applies to a section known by default
+or present in the file; when several section names fit, the longest wins. Inside
+``[subscribers]`` and ``[listener:NAME]`` a variable naming no key of the file adds one:
+the rest of its name in lower case. Variables that fit no section are ignored.
+
+The command line (``--listen``, ``--database``, ``--allow-network``) wins over both: see
+the ``overrides`` of :func:`load_config`.
+"""
+
+from __future__ import annotations
+
+import configparser
+import difflib
+import ipaddress
+import json
+import math
+import os
+import re
+from collections.abc import Callable, Iterable, Mapping
+from typing import TypeVar
+
+import attrs
+
+from twisted_hooks.webhooks.app import OPERATIONAL, WEBHOOK, Settings
+from twisted_hooks.webhooks.retry import RetryPolicy
+from twisted_hooks.webhooks.subscribers import parse_subscribers
+from twisted_hooks.webhooks.validators import (
+    IRecipientValidator,
+    RecipientPolicy,
+    SecurityError,
+    block_cidr_network,
+    block_internal_ips,
+    ensure_port,
+    ensure_protocol,
+)
+
+__all__ = [
+    "DEFAULTS",
+    "DEFAULT_DATABASE",
+    "DEFAULT_LISTEN",
+    "ENV_PREFIX",
+    "LISTENER_KEYS",
+    "ConfigError",
+    "ListenerSpec",
+    "ServiceConfig",
+    "env_name",
+    "load_config",
+]
+
+#: The prefix of the environment variables that override the file.
+ENV_PREFIX = "TWISTED_HOOKS_"
+
+#: The endpoint the API listens on by default (a strports description).
+DEFAULT_LISTEN = "tcp:8000:interface=127.0.0.1"
+
+#: The database used by default.
+DEFAULT_DATABASE = "sqlite:twisted_hooks.sqlite3"
+
+#: The keys of the fixed sections and their defaults, as they would be written in the
+#: file. They give a :class:`~twisted_hooks.webhooks.Settings` equal to ``Settings()``,
+#: except ``poll_interval``: the service polls its store every second, so that events
+#: enqueued by the ``twisted-hooks`` command and by other nodes are seen.
+DEFAULTS: Mapping[str, Mapping[str, str]] = {
+    "hooks": {
+        "listen": DEFAULT_LISTEN,
+        "database": DEFAULT_DATABASE,
+        "secret": "",
+        "timeout": "10",
+        "max_concurrency": "256",
+        "max_per_host": "16",
+        "max_response_body": "65536",
+        "lease": "60",
+        "poll_interval": "1.0",
+        "keep_delivered": "604800",
+        "keep_keys": "86400",
+        "max_request_body": "1048576",
+        "shutdown_timeout": "15",
+    },
+    "retry": {
+        "schedule": "5, 300, 1800, 7200, 18000, 36000, 36000",
+        "jitter": "0.2",
+        "retry_after_cap": "3600",
+    },
+    "validators": {
+        "protocols": "http, https",
+        "ports": "80, 443",
+        "block_internal": "true",
+        "blocked_networks": "",
+        "allowed_networks": "",
+    },
+    "health": {
+        "circuit_failures": "5",
+        "circuit_cooldown": "30",
+        "disable_failures": "50",
+        "disable_period": "86400",
+    },
+}
+
+#: The keys of a ``[listener:NAME]`` section that the service reads itself; the others
+#: are the listener's own settings.
+LISTENER_KEYS: tuple[str, ...] = ("use", "phase", "match.name", "match.kind", "match.owner")
+
+_SUBSCRIBERS = "subscribers"
+_LISTENER = "listener:"
+_MATCH = "match."
+_KINDS = (WEBHOOK, OPERATIONAL)
+_DEFAULT_PHASE = "after"
+_DEFAULT_SOURCE = "the defaults"
+_SECTION_LIST = "[hooks], [retry], [validators], [health], [subscribers] and [listener:NAME]"
+_BOOLEANS = configparser.ConfigParser.BOOLEAN_STATES
+_OVERRIDE_KEYS = ("listen", "database", "allow_network")
+
+_T = TypeVar("_T")
+
+
+class ConfigError(ValueError):
+    """
+    The configuration cannot be used. ``str(error)`` says where the problem is (the file
+    or environment variable, the section, the key and the value), what was expected, and
+    so what to change.
+
+    :ivar source: the file, environment variable or option the value came from, or
+        ``None``.
+    :ivar section: the section concerned, or ``None``.
+    :ivar key: the key concerned, or ``None``.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        source: str | None = None,
+        section: str | None = None,
+        key: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.source = source
+        self.section = section
+        self.key = key
+
+
+@attrs.frozen
+class ListenerSpec:
+    """
+    One ``[listener:NAME]`` section.
+
+    :ivar name: the listener's name (``audit`` for ``[listener:audit]``).
+    :ivar use: the dotted name of the module whose ``load_from_config(config, prefix)``
+        makes the handler.
+    :ivar phase: the dispatcher phase the handler runs in (default ``"after"``).
+    :ivar match_spec: the dispatcher match spec, from the ``match.name``, ``match.kind``
+        and ``match.owner`` keys; ``{"kind": "webhook"}`` unless ``match.kind`` is given
+        (an empty ``match.kind`` matches every kind).
+    :ivar settings: the listener's own keys and values (every key but ``use``, ``phase``
+        and ``match.*``), without prefix.
+    """
+
+    name: str
+    use: str
+    phase: str = _DEFAULT_PHASE
+    match_spec: Mapping[str, str] = attrs.field(factory=lambda: {"kind": WEBHOOK})
+    settings: Mapping[str, str] = attrs.field(factory=dict)
+
+    @property
+    def section(self) -> str:
+        """The section name, ``listener:NAME``."""
+        return _LISTENER + self.name
+
+    @property
+    def prefix(self) -> str:
+        """The prefix of the listener's keys in :attr:`ServiceConfig.raw`: ``listener.NAME.``."""
+        return f"listener.{self.name}."
+
+
+@attrs.frozen
+class ServiceConfig:
+    """
+    Everything the service was configured with.
+
+    :ivar listen: the API's endpoint, a strports description.
+    :ivar database: the store URL (``sqlite:PATH``, ``postgresql://...``).
+    :ivar settings: the application's settings, from ``[hooks]``, ``[retry]``,
+        ``[validators]`` and ``[health]``.
+    :ivar static_subscribers: the ``[subscribers]`` section in Thorn's
+        ``THORN_SUBSCRIBERS`` shapes: each pattern maps to a URL, a list of URLs, a dict or
+        a list of dicts (for :class:`~twisted_hooks.webhooks.Hooks`'s
+        ``static_subscribers``).
+    :ivar default_secret: the secret of static subscribers given without one; ``None``
+        when ``[hooks] secret`` is empty (the application generates one).
+    :ivar max_request_body: the largest request body the HTTP API reads, in bytes.
+    :ivar shutdown_timeout: seconds attempts under way get to finish when the service
+        stops.
+    :ivar listeners: the ``[listener:NAME]`` sections, in the file's order.
+    :ivar raw: every value as text, flat: ``{"hooks.timeout": "10", ...,
+        "subscribers.PATTERN": ..., "listener.NAME.KEY": ...}``, defaults included, after
+        the environment and the command line. Listeners read their keys from it.
+    :ivar path: the file read, or ``None``.
+    """
+
+    listen: str = DEFAULT_LISTEN
+    database: str = DEFAULT_DATABASE
+    settings: Settings = attrs.field(factory=lambda: Settings(poll_interval=1.0))
+    static_subscribers: Mapping[str, object] = attrs.field(factory=dict)
+    default_secret: str | None = None
+    max_request_body: int = 1024 * 1024
+    shutdown_timeout: float = 15.0
+    listeners: tuple[ListenerSpec, ...] = ()
+    raw: Mapping[str, str] = attrs.field(factory=dict)
+    path: str | None = None
+
+
+def env_name(section: str, key: str | None = None) -> str:
+    """
+    The environment variable that overrides ``key`` of ``section`` (or the prefix of the
+    section's variables when ``key`` is ``None``): ``env_name("listener:audit", "level")``
+    is ``"TWISTED_HOOKS_LISTENER_AUDIT_LEVEL"``.
+    """
+    name = ENV_PREFIX + _normal(section)
+    return name + "_" if key is None else f"{name}_{_normal(key)}"
+
+
+def _normal(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]", "_", text).upper()
+
+
+@attrs.frozen
+class _Value:
+    text: str
+    source: str
+
+
+class _Parser(configparser.ConfigParser):
+    """Keys keep their case; there is no ``[DEFAULT]`` section."""
+
+    def __init__(self) -> None:
+        # A section header cannot hold a line break, so no section is the defaults.
+        super().__init__(
+            interpolation=None,
+            delimiters=("=",),
+            inline_comment_prefixes=(";",),
+            empty_lines_in_values=False,
+            default_section="\n",
+        )
+
+    def optionxform(self, optionstr: str) -> str:
+        return optionstr
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, str | Iterable[str] | None] | None = None,
+) -> ServiceConfig:
+    """
+    Read the configuration.
+
+    :param path: the INI file; ``None`` reads none (defaults and environment only).
+    :param environ: the environment; :data:`os.environ` if ``None``.
+    :param overrides: the command-line options, which win over the file and the
+        environment: ``"listen"`` and ``"database"`` (text) replace ``[hooks] listen``
+        and ``database``; ``"allow_network"`` (a CIDR network or several) is appended to
+        ``[validators] allowed_networks``. ``None`` values (options not given) are
+        ignored.
+    :return: the checked configuration.
+    :raise ConfigError: for a missing or unreadable file, an unknown section or key, or a
+        value that is not what its key expects; the message names them.
+    """
+    source = os.fspath(path) if path is not None else None
+    values: dict[str, dict[str, _Value]] = {}
+    if source is not None:
+        values = _read(source)
+    for section in DEFAULTS:
+        values.setdefault(section, {})
+    values.setdefault(_SUBSCRIBERS, {})
+    _apply_environment(values, os.environ if environ is None else environ)
+    networks = _apply_overrides(values, overrides or {})
+    reader = _Reader(values)
+    settings = _settings(reader, networks)
+    secret = reader.text("hooks", "secret").strip() or None
+    raw: dict[str, str] = {}
+    for section, keys in values.items():
+        prefix = "listener." + section[len(_LISTENER) :] if _is_listener(section) else section
+        defaults = DEFAULTS.get(section, {})
+        for key in (*defaults, *(k for k in keys if k not in defaults)):
+            raw[f"{prefix}.{key}"] = reader.get(section, key).text
+    if networks:
+        raw["validators.allowed_networks"] = ", ".join(
+            n for n in (raw["validators.allowed_networks"].strip(), *networks) if n
+        )
+    return ServiceConfig(
+        listen=reader.required(
+            "hooks", "listen", f"a strports endpoint description, such as {DEFAULT_LISTEN}"
+        ),
+        database=reader.required(
+            "hooks", "database", "a database URL: 'sqlite:PATH' or 'postgresql://...'"
+        ),
+        settings=settings,
+        static_subscribers=_subscribers(reader, values[_SUBSCRIBERS], settings.policy, secret),
+        default_secret=secret,
+        max_request_body=int(reader.number("hooks", "max_request_body", _bytes)),
+        shutdown_timeout=reader.number("hooks", "shutdown_timeout", _seconds_or_zero),
+        listeners=tuple(
+            _listener(reader, s, source or _DEFAULT_SOURCE) for s in values if _is_listener(s)
+        ),
+        raw=raw,
+        path=source,
+    )
+
+
+def _is_listener(section: str) -> bool:
+    return section.startswith(_LISTENER)
+
+
+def _read(path: str) -> dict[str, dict[str, _Value]]:
+    parser = _Parser()
+    try:
+        with open(path, encoding="utf-8") as file:
+            parser.read_file(file, source=path)
+    except FileNotFoundError:
+        raise ConfigError(
+            f"the configuration file {path} does not exist; give the path of an existing "
+            "file (or no configuration file, to use the defaults)",
+            source=path,
+        ) from None
+    except (OSError, UnicodeDecodeError) as error:
+        reason = error.strerror if isinstance(error, OSError) else str(error)
+        raise ConfigError(
+            f"the configuration file {path} cannot be read ({reason})", source=path
+        ) from None
+    except configparser.Error as error:
+        detail = " ".join(str(error).split())
+        raise ConfigError(
+            f"{path} is not a valid INI file: {detail}. Every key belongs under a [section] "
+            "header, once, as 'key = value'",
+            source=path,
+        ) from None
+    values: dict[str, dict[str, _Value]] = {}
+    for section in parser.sections():
+        keys = dict(parser.items(section))
+        _check_section(path, section, keys)
+        values[section] = {key: _Value(text, path) for key, text in keys.items()}
+    return values
+
+
+def _check_section(path: str, section: str, keys: Mapping[str, str]) -> None:
+    known = DEFAULTS.get(section)
+    if known is not None:
+        for key in keys:
+            if key not in known:
+                raise ConfigError(
+                    f"{path}: unknown key {key!r} in section [{section}]{_hint(key, known)}; "
+                    f"the keys of [{section}] are {', '.join(known)}",
+                    source=path,
+                    section=section,
+                    key=key,
+                )
+    elif _is_listener(section):
+        if not section[len(_LISTENER) :].strip():
+            raise ConfigError(
+                f"{path}: the section [{section}] has no listener name; name it "
+                "[listener:NAME], such as [listener:audit]",
+                source=path,
+                section=section,
+            )
+    elif section != _SUBSCRIBERS:
+        raise ConfigError(
+            f"{path}: unknown section [{section}]"
+            f"{_hint(section, [*DEFAULTS, _SUBSCRIBERS], brackets=True)}; the sections are "
+            f"{_SECTION_LIST}",
+            source=path,
+            section=section,
+        )
+
+
+def _hint(word: str, choices: Iterable[str], brackets: bool = False) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    if not close:
+        return ""
+    return f" (did you mean [{close[0]}]?)" if brackets else f" (did you mean {close[0]!r}?)"
+
+
+def _apply_environment(values: dict[str, dict[str, _Value]], environ: Mapping[str, str]) -> None:
+    targets: dict[str, list[str]] = {}
+    for section in values:
+        targets.setdefault(_normal(section), []).append(section)
+    for variable in sorted(environ):
+        if not variable.startswith(ENV_PREFIX):
+            continue
+        rest = variable[len(ENV_PREFIX) :]
+        fits = [n for n in targets if rest.startswith(n + "_") and len(rest) > len(n) + 1]
+        if not fits:
+            continue
+        normal = max(fits, key=len)
+        sections = targets[normal]
+        if len(sections) > 1:
+            names = " and ".join(f"[{s}]" for s in sections)
+            raise ConfigError(
+                f"environment variable {variable}: the sections {names} have the same "
+                "variable names; rename one of them",
+                source=variable,
+            )
+        section = sections[0]
+        key = _env_key(variable, section, rest[len(normal) + 1 :], values[section])
+        values[section][key] = _Value(environ[variable], f"environment variable {variable}")
+
+
+def _env_key(variable: str, section: str, normal: str, present: Mapping[str, _Value]) -> str:
+    known = DEFAULTS.get(section)
+    if known is not None:
+        candidates: Iterable[str] = known
+    elif _is_listener(section):
+        candidates = (*present, *LISTENER_KEYS)
+    else:
+        candidates = present
+    for key in candidates:
+        if _normal(key) == normal:
+            return key
+    if known is not None:
+        names = ", ".join(env_name(section, k) for k in known)
+        raise ConfigError(
+            f"environment variable {variable}: [{section}] has no key {normal.lower()!r}; "
+            f"its variables are {names}",
+            source=variable,
+            section=section,
+            key=normal.lower(),
+        )
+    return normal.lower()
+
+
+def _apply_overrides(
+    values: dict[str, dict[str, _Value]], overrides: Mapping[str, str | Iterable[str] | None]
+) -> tuple[str, ...]:
+    networks: list[str] = []
+    for name, value in overrides.items():
+        if value is None:
+            continue
+        option = name.replace("-", "_")
+        if option in ("listen", "database"):
+            if not isinstance(value, str):
+                raise ConfigError(f"the {name!r} override must be text, got {value!r}")
+            source = f"the command line (--{option})"
+            values["hooks"][option] = _Value(value, source)
+        elif option == "allow_network":
+            items = [value] if isinstance(value, str) else list(value)
+            for item in items:
+                _cidr("validators", "allowed_networks", _Value(item, "--allow-network"))
+            networks.extend(item.strip() for item in items)
+        else:
+            raise ConfigError(
+                f"unknown command-line override {name!r}; the overrides are "
+                f"{', '.join(_OVERRIDE_KEYS)}"
+            )
+    return tuple(networks)
+
+
+def _fail(section: str, key: str, value: _Value, expected: str) -> ConfigError:
+    return ConfigError(
+        f"{value.source}: [{section}] {key} = {value.text!r}: expected {expected}",
+        source=value.source,
+        section=section,
+        key=key,
+    )
+
+
+@attrs.frozen
+class _Kind:
+    """What a number must be."""
+
+    expected: str
+    integer: bool = False
+    minimum: float = 0.0
+    strict: bool = True
+    empty: bool = False
+    below: float = math.inf
+
+
+_seconds = _Kind("a number of seconds greater than 0, such as 10")
+_seconds_or_zero = _Kind("a number of seconds, 0 or more, such as 15", strict=False)
+_whole = _Kind("a whole number of at least 1, such as 16", integer=True, minimum=1, strict=False)
+_bytes = _Kind("a number of bytes, a whole number of at least 1, such as 65536", integer=True)
+_fraction = _Kind("a fraction of at least 0 and below 1, such as 0.2", strict=False, below=1)
+_delays = _Kind(
+    "delays in seconds, each 0 or more, separated by commas, such as 5, 300, 1800 "
+    "(nothing: no retries)",
+    strict=False,
+)
+
+
+class _Reader:
+    """Reads typed values, raising :class:`ConfigError` naming what is wrong."""
+
+    def __init__(self, values: Mapping[str, Mapping[str, _Value]]) -> None:
+        self.values = values
+
+    def get(self, section: str, key: str) -> _Value:
+        value = self.values.get(section, {}).get(key)
+        if value is None:
+            return _Value(DEFAULTS[section][key], _DEFAULT_SOURCE)
+        return value
+
+    def text(self, section: str, key: str) -> str:
+        return self.get(section, key).text
+
+    def required(self, section: str, key: str, expected: str) -> str:
+        value = self.get(section, key)
+        if not value.text.strip():
+            raise _fail(section, key, value, expected)
+        return value.text.strip()
+
+    def number(self, section: str, key: str, kind: _Kind) -> float | int:
+        value = self.get(section, key)
+        return _number(section, key, value, value.text.strip(), kind)
+
+    def optional(self, section: str, key: str, kind: _Kind) -> float | int | None:
+        value = self.get(section, key)
+        text = value.text.strip()
+        return None if not text else _number(section, key, value, text, kind)
+
+    def items(self, section: str, key: str, parse: Callable[[str, str, _Value], _T]) -> list[_T]:
+        value = self.get(section, key)
+        words = [w for w in re.split(r"[,\s]+", value.text.strip()) if w]
+        return [parse(section, key, _Value(word, value.source)) for word in words]
+
+    def boolean(self, section: str, key: str) -> bool:
+        value = self.get(section, key)
+        state = _BOOLEANS.get(value.text.strip().lower())
+        if state is None:
+            raise _fail(section, key, value, "true or false (or yes/no, on/off, 1/0)")
+        return state
+
+
+def _number(section: str, key: str, value: _Value, text: str, kind: _Kind) -> float | int:
+    expected = kind.expected + (" (or nothing)" if kind.empty else "")
+    try:
+        number: float | int = int(text) if kind.integer else float(text)
+    except ValueError:
+        raise _fail(section, key, value, expected) from None
+    too_small = number <= kind.minimum if kind.strict else number < kind.minimum
+    if too_small or not math.isfinite(number) or not number < kind.below:
+        raise _fail(section, key, value, expected)
+    return number
+
+
+def _delay(section: str, key: str, value: _Value) -> float:
+    return float(_number(section, key, value, value.text, _delays))
+
+
+def _port(section: str, key: str, value: _Value) -> int:
+    expected = "TCP ports from 1 to 65535 separated by commas, such as 80, 443 (nothing: any)"
+    try:
+        port = int(value.text)
+    except ValueError:
+        raise _fail(section, key, value, expected) from None
+    if not 0 < port < 65536:
+        raise _fail(section, key, value, expected)
+    return port
+
+
+def _protocol(section: str, key: str, value: _Value) -> str:
+    scheme = value.text.lower().removesuffix("://")
+    if scheme not in ("http", "https"):
+        raise _fail(section, key, value, "http, https, or both separated by a comma")
+    return scheme
+
+
+def _cidr(section: str, key: str, value: _Value) -> str:
+    try:
+        ipaddress.ip_network(value.text.strip(), strict=False)
+    except ValueError:
+        raise _fail(
+            section,
+            key,
+            value,
+            "networks in CIDR notation separated by commas, such as 10.0.0.0/8, fd00::/8",
+        ) from None
+    return value.text.strip()
+
+
+def _settings(reader: _Reader, extra_networks: tuple[str, ...]) -> Settings:
+    protocols = reader.items("validators", "protocols", _protocol)
+    if not protocols:
+        raise _fail(
+            "validators",
+            "protocols",
+            reader.get("validators", "protocols"),
+            "http, https, or both separated by a comma",
+        )
+    ports = reader.items("validators", "ports", _port)
+    blocked = reader.items("validators", "blocked_networks", _cidr)
+    validators: list[IRecipientValidator] = []
+    if reader.boolean("validators", "block_internal"):
+        validators.append(block_internal_ips())
+    validators.append(ensure_protocol(*protocols))
+    if ports:
+        validators.append(ensure_port(*ports))
+    if blocked:
+        validators.append(block_cidr_network(*blocked))
+    allowed = [*reader.items("validators", "allowed_networks", _cidr), *extra_networks]
+    policy = RecipientPolicy(validators=validators, allowed_networks=allowed)
+
+    retry = RetryPolicy(
+        delays=tuple(reader.items("retry", "schedule", _delay)),
+        jitter=reader.number("retry", "jitter", _fraction),
+        retry_after_cap=reader.number("retry", "retry_after_cap", _seconds_or_zero),
+    )
+
+    timeout = reader.number("hooks", "timeout", _seconds)
+    lease = reader.number("hooks", "lease", _seconds)
+    if not lease > timeout:
+        raise _fail(
+            "hooks",
+            "lease",
+            reader.get("hooks", "lease"),
+            f"a number of seconds longer than [hooks] timeout ({timeout:g}), or a delivery "
+            "could be claimed twice",
+        )
+    optional = attrs.evolve(_seconds, empty=True)
+    return Settings(
+        timeout=timeout,
+        retry=retry,
+        policy=policy,
+        max_concurrency=int(reader.number("hooks", "max_concurrency", _whole)),
+        max_per_host=int(reader.number("hooks", "max_per_host", _whole)),
+        max_response_body=int(reader.number("hooks", "max_response_body", _bytes)),
+        lease=lease,
+        poll_interval=reader.optional("hooks", "poll_interval", optional),
+        keep_delivered=reader.optional("hooks", "keep_delivered", optional),
+        keep_keys=reader.number("hooks", "keep_keys", _seconds),
+        circuit_failures=int(reader.number("health", "circuit_failures", _whole)),
+        circuit_cooldown=reader.number("health", "circuit_cooldown", _seconds),
+        disable_failures=int(reader.number("health", "disable_failures", _whole)),
+        disable_period=reader.number("health", "disable_period", _seconds_or_zero),
+    )
+
+
+def _subscribers(
+    reader: _Reader,
+    section: Mapping[str, _Value],
+    policy: RecipientPolicy,
+    secret: str | None,
+) -> dict[str, object]:
+    expected = (
+        "one or more URLs separated by spaces, or a JSON object or list in Thorn's "
+        'THORN_SUBSCRIBERS shapes, such as {"url": "https://example.com/e", '
+        '"content_type": "application/json"}'
+    )
+    result: dict[str, object] = {}
+    for pattern, value in section.items():
+        text = value.text.strip()
+        entry: object
+        if not text:
+            raise _fail(_SUBSCRIBERS, pattern, value, expected)
+        if text[0] in "{[":
+            try:
+                entry = json.loads(text)
+            except ValueError as error:
+                raise ConfigError(
+                    f"{value.source}: [{_SUBSCRIBERS}] {pattern} = {value.text!r}: not valid "
+                    f"JSON ({error}); expected {expected}",
+                    source=value.source,
+                    section=_SUBSCRIBERS,
+                    key=pattern,
+                ) from None
+        else:
+            urls = text.split()
+            entry = urls[0] if len(urls) == 1 else urls
+        try:
+            subscribers, _ = parse_subscribers({pattern: entry}, secret or "whsec_check")
+            for subscriber in subscribers:
+                policy.check_url(subscriber.url)
+        except (ValueError, TypeError, SecurityError) as error:
+            raise ConfigError(
+                f"{value.source}: [{_SUBSCRIBERS}] {pattern} = {value.text!r}: {error}",
+                source=value.source,
+                section=_SUBSCRIBERS,
+                key=pattern,
+            ) from None
+        result[pattern] = entry
+    return result
+
+
+def _listener(reader: _Reader, section: str, path: str) -> ListenerSpec:
+    values = reader.values[section]
+    name = section[len(_LISTENER) :]
+    use = values.get("use")
+    if use is None or not use.text.strip():
+        where = use.source if use is not None else path
+        raise ConfigError(
+            f"{where}: [{section}] has no 'use'; set use = the dotted name of a module with "
+            "load_from_config(config, prefix), such as twisted_hooks.listeners.log",
+            source=where,
+            section=section,
+            key="use",
+        )
+    module = use.text.strip()
+    if not all(part.isidentifier() for part in module.split(".")):
+        raise _fail(
+            section, "use", use, "a dotted module name, such as twisted_hooks.listeners.log"
+        )
+    phase = values.get("phase", _Value(_DEFAULT_PHASE, _DEFAULT_SOURCE))
+    if not phase.text.strip():
+        raise _fail(section, "phase", phase, "a dispatcher phase: before, during or after")
+    match: dict[str, str] = {"kind": WEBHOOK}
+    settings: dict[str, str] = {}
+    for key, value in values.items():
+        if key.startswith(_MATCH):
+            if key not in LISTENER_KEYS:
+                raise ConfigError(
+                    f"{value.source}: unknown key {key!r} in section [{section}]; a listener "
+                    "matches on match.name, match.kind and match.owner",
+                    source=value.source,
+                    section=section,
+                    key=key,
+                )
+            keyword = key[len(_MATCH) :]
+            text = value.text.strip()
+            if keyword == "kind" and text not in ("", *_KINDS):
+                raise _fail(section, key, value, "webhook, operational, or nothing for every kind")
+            if text:
+                match[keyword] = text
+            else:
+                match.pop(keyword, None)
+        elif key not in LISTENER_KEYS:
+            settings[key] = value.text
+    return ListenerSpec(
+        name=name, use=module, phase=phase.text.strip(), match_spec=match, settings=settings
+    )
