@@ -6,3 +6,5 @@ Shared pytest configuration of the main test session.
 # with the trial tests that use the real reactor; tests/test_sync.py runs it in a
 # subprocess of its own.
 collect_ignore = ["crochet_cases"]
+# tests/durability/ holds the worker program the durability tests run as child processes.
+collect_ignore.append("durability")
