@@ -883,6 +883,16 @@ def _utcnow() -> datetime.datetime:
 # --- deliveries ---------------------------------------------------------------------------
 
 
+@attrs.define
+class _Enqueue:
+    """One :meth:`SQLDeliveryStore.enqueue` call waiting for its transaction."""
+
+    rows: list[tuple[Any, ...]]
+    idempotency_key: str | None
+    now: float
+    done: Deferred[bool]
+
+
 @implementer(IDeliveryStore)
 class SQLDeliveryStore:
     """
@@ -896,6 +906,10 @@ class SQLDeliveryStore:
 
     def __init__(self, store: SQLStore) -> None:
         self._store = store
+        # Group commit: enqueues made while one transaction of them runs wait here, and
+        # the next transaction stores them all (each in a savepoint of its own).
+        self._queued: list[_Enqueue] = []
+        self._enqueuing = False
 
     def enqueue(
         self, deliveries: Sequence[Delivery], idempotency_key: str | None = None
@@ -903,45 +917,93 @@ class SQLDeliveryStore:
         """Store new deliveries in one transaction, committed when the Deferred fires
         ``True``; with a known ``idempotency_key``, store nothing and fire ``False``.
         A delivery id already stored (or given twice) fails with :class:`ValueError` and
-        stores nothing."""
+        stores nothing.
+
+        Enqueues made while an earlier one is being written share the next transaction
+        (a group commit), each in a savepoint of its own: one failing stores nothing of
+        its own and leaves the others alone, and each Deferred fires once that
+        transaction is committed."""
         store = self._store
-        rows = [_delivery_row(delivery) for delivery in deliveries]
-        ids = [row[0] for row in rows]
-        now = store._reactor.seconds()
-        insert = store.sql(
-            f"INSERT INTO deliveries ({_DELIVERY_COLUMNS})"
-            f" VALUES ({', '.join('?' * len(_DELIVERY_FIELDS))})"
+        job = _Enqueue(
+            [_delivery_row(delivery) for delivery in deliveries],
+            idempotency_key,
+            store._reactor.seconds(),
+            Deferred(),
         )
+        self._queued.append(job)
+        if not self._enqueuing:
+            self._write_queued()
+        return job.done
 
-        def enqueue(cursor: Cursor) -> bool:
-            if idempotency_key is not None:
-                cursor.execute(
-                    store.sql(
-                        "INSERT INTO idempotency_keys (key, created_at) VALUES (?, ?)"
-                        " ON CONFLICT (key) DO NOTHING"
-                    ),
-                    (idempotency_key, now),
-                )
-                if cursor.rowcount != 1:
-                    return False
-            if len(set(ids)) != len(ids):
-                twice = sorted({i for i in ids if ids.count(i) > 1})
-                raise ValueError(f"delivery {twice[0]!r} is given twice")
-            for chunk in _chunks(ids):
-                cursor.execute(
-                    store.sql(
-                        f"SELECT id FROM deliveries WHERE id IN ({', '.join('?' * len(chunk))})"
-                    ),
-                    chunk,
-                )
-                found = cursor.fetchone()
-                if found is not None:
-                    raise ValueError(f"delivery {found[0]!r} is already stored")
-            if rows:
-                cursor.executemany(insert, rows)
-            return True
+    def _write_queued(self) -> None:
+        jobs, self._queued = self._queued, []
+        if not jobs:
+            self._enqueuing = False
+            return
+        self._enqueuing = True
+        written = self._store.run(True, self._enqueue_jobs, jobs)
+        written.addBoth(self._written, jobs)
 
-        return store.run(True, enqueue)
+    def _written(self, outcome: list[bool | Failure] | Failure, jobs: list[_Enqueue]) -> None:
+        # The next group starts before these Deferreds fire: their callbacks may enqueue.
+        self._write_queued()
+        for index, job in enumerate(jobs):
+            result = outcome if isinstance(outcome, Failure) else outcome[index]
+            if isinstance(result, Failure):
+                job.done.errback(result)
+            else:
+                job.done.callback(result)
+
+    def _enqueue_jobs(self, cursor: Cursor, jobs: list[_Enqueue]) -> list[bool | Failure]:
+        if len(jobs) == 1:
+            return [self._enqueue_one(cursor, jobs[0])]
+        results: list[bool | Failure] = []
+        for job in jobs:
+            cursor.execute("SAVEPOINT enqueue")
+            try:
+                results.append(self._enqueue_one(cursor, job))
+            except Exception:
+                results.append(Failure())
+                cursor.execute("ROLLBACK TO SAVEPOINT enqueue")
+            cursor.execute("RELEASE SAVEPOINT enqueue")
+        return results
+
+    def _enqueue_one(self, cursor: Cursor, job: _Enqueue) -> bool:
+        store = self._store
+        rows = job.rows
+        ids = [row[0] for row in rows]
+        if job.idempotency_key is not None:
+            cursor.execute(
+                store.sql(
+                    "INSERT INTO idempotency_keys (key, created_at) VALUES (?, ?)"
+                    " ON CONFLICT (key) DO NOTHING"
+                ),
+                (job.idempotency_key, job.now),
+            )
+            if cursor.rowcount != 1:
+                return False
+        if len(set(ids)) != len(ids):
+            twice = sorted({i for i in ids if ids.count(i) > 1})
+            raise ValueError(f"delivery {twice[0]!r} is given twice")
+        for chunk in _chunks(ids):
+            cursor.execute(
+                store.sql(
+                    f"SELECT id FROM deliveries WHERE id IN ({', '.join('?' * len(chunk))})"
+                ),
+                chunk,
+            )
+            found = cursor.fetchone()
+            if found is not None:
+                raise ValueError(f"delivery {found[0]!r} is already stored")
+        if rows:
+            cursor.executemany(
+                store.sql(
+                    f"INSERT INTO deliveries ({_DELIVERY_COLUMNS})"
+                    f" VALUES ({', '.join('?' * len(_DELIVERY_FIELDS))})"
+                ),
+                rows,
+            )
+        return True
 
     def claim(self, now: float, limit: int, lease: float) -> Deferred[Sequence[Delivery]]:
         """Lease up to ``limit`` due deliveries (expired leases included) until
