@@ -37,6 +37,7 @@ from twisted_hooks.webhooks.app import (
 from twisted_hooks.webhooks.delivery import (
     DEAD,
     DELIVERED,
+    IN_FLIGHT,
     PENDING,
     RETRYING,
     Attempt,
@@ -60,7 +61,7 @@ from twisted_hooks.webhooks.health import OPEN, EndpointHealth
 from twisted_hooks.webhooks.retry import RetryPolicy
 from twisted_hooks.webhooks.sender import HTTPSender
 from twisted_hooks.webhooks.signing import sign_standard, standard_key
-from twisted_hooks.webhooks.subscribers import Subscriber, static_id
+from twisted_hooks.webhooks.subscribers import MemorySubscriberStore, Subscriber, static_id
 from twisted_hooks.webhooks.validators import (
     RecipientPolicy,
     SecurityError,
@@ -1780,3 +1781,86 @@ class PerSendTimeoutTests(AppTestCase):
             event.send({})
         self.assertIn("shorter than the lease (60 s)", str(caught.exception))
         Event("order.created", app=hooks, timeout=59.0).send({})
+
+
+class StaleViewStore(MemorySubscriberStore):
+    """A subscriber store whose in-memory view has not seen a subscriber yet (another
+    process made it), while the store itself has it."""
+
+    def find(self, subscriber_id: str) -> Subscriber | None:
+        return None
+
+
+class StaleViewTests(AppTestCase):
+    """A subscriber unknown to this process's view is looked up in the store."""
+
+    def test_subscriber_missing_from_view_is_asked_for(self) -> None:
+        """find() misses, get() has it: the delivery is attempted, not ended as removed."""
+        store = StaleViewStore()
+        hooks = self.hooks(subscribers=store)
+        self.subscribe(hooks, "order.*")
+        (delivery,) = self.send(hooks, "order.created").deliveries
+        self.assertEqual(self.stored(hooks, delivery.id).status, DELIVERED)
+        self.assertEqual(len(self.sender.calls), 1)
+
+    def test_subscriber_gone_from_store_ends_delivery(self) -> None:
+        """find() misses and the store does not have it either: dead, as removed."""
+        store = StaleViewStore()
+        hooks = self.hooks(subscribers=store)
+        subscriber = self.subscribe(hooks, "order.*")
+        self.sender.script[URL] = [HOLD]
+        (first,) = self.send(hooks, "order.created").deliveries
+        self.sender.script[URL] = [{"status_code": 500, "error_kind": "status"}]
+        self.successResultOf(hooks.unsubscribe(subscriber.id))
+        self.sender.finish({"status_code": 500, "error_kind": "status"})
+        self.clock.advance(10.0)
+        stored = self.stored(hooks, first.id)
+        self.assertEqual(stored.status, DEAD)
+        self.assertIn("was removed", stored.last_error or "")
+
+
+class HostSlotTests(AppTestCase):
+    """max_per_host is applied by the application, bounded by each delivery's lease."""
+
+    def test_waits_for_a_host_slot(self) -> None:
+        """With max_per_host=2, a third delivery to the host waits (no attempt) until a
+        slot frees, then is attempted without being given back."""
+        hooks = self.hooks(settings=Settings(record_delay=0.0, max_per_host=2))
+        self.subscribe(hooks, "order.*")
+        self.sender.script[URL] = [HOLD, HOLD, HOLD]
+        sent = [self.send(hooks, "order.created").deliveries[0] for _ in range(3)]
+        self.assertEqual(len(self.sender.calls), 2)
+        self.sender.finish()
+        self.assertEqual(len(self.sender.calls), 3)
+        self.assertEqual(self.sender.calls[2][0].id, sent[2].id)
+        self.sender.finish()
+        self.sender.finish()
+        self.assertEqual({self.stored(hooks, d.id).status for d in sent}, {DELIVERED})
+
+    def test_given_back_before_its_lease_is_spent(self) -> None:
+        """
+        A delivery that waits for a host slot longer than its lease can cover (lease -
+        timeout - margin) is given back to the store unattempted, with no attempt
+        counted, so that no other process claims it while this one still holds it; it is
+        attempted once a slot is free.
+        """
+        settings = Settings(
+            record_delay=0.0, max_per_host=1, timeout=5.0, lease=10.0, busy_retry=1.0
+        )
+        hooks = self.hooks(settings=settings)
+        self.subscribe(hooks, "order.*")
+        self.sender.script[URL] = [HOLD]
+        first = self.send(hooks, "order.created").deliveries[0]
+        waiting = self.send(hooks, "order.created").deliveries[0]
+        self.assertEqual(len(self.sender.calls), 1)
+        self.clock.advance(4.0 - 0.01)  # lease 10 - timeout 5 - margin 1: gives up at 4 s
+        self.assertEqual(self.stored(hooks, waiting.id).status, IN_FLIGHT)
+        self.clock.advance(0.01)
+        held = self.stored(hooks, waiting.id)
+        self.assertEqual((held.status, held.attempts), (PENDING, 0))
+        self.assertEqual(len(self.sender.calls), 1)
+        self.sender.finish()
+        self.assertEqual(self.stored(hooks, first.id).status, DELIVERED)
+        self.clock.advance(1.0)
+        self.assertEqual(self.stored(hooks, waiting.id).status, DELIVERED)
+        self.assertEqual(len(self.sender.calls), 2)

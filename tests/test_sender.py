@@ -860,6 +860,17 @@ class FailureClassificationTests(SynchronousTestCase):
         self.assertIn("ConnectionRefusedError", attempt.error_message or "")
         self.assertIsInstance(attempt.exception, ConnectionRefusedError)
 
+    def test_connecting_cancelled_is_a_timeout(self) -> None:
+        """A deadline that passes while connecting (Twisted's ConnectingCancelledError) is a
+        TIMEOUT, not an internal error, and nothing is logged as unexpected."""
+        from twisted.internet.address import IPv4Address
+        from twisted.internet.error import ConnectingCancelledError
+
+        error = ConnectingCancelledError(IPv4Address("TCP", "192.0.2.1", 443))
+        attempt = self.failing(error)
+        self.assertEqual(attempt.error_kind, ErrorKind.TIMEOUT)
+        self.assertEqual(self.flushLoggedErrors(), [])
+
     def test_response_never_received(self) -> None:
         """A connection lost before the response (ResponseNeverReceived) is a CONNECTION
         failure whose message names the inner reason."""

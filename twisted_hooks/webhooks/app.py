@@ -27,13 +27,14 @@ from __future__ import annotations
 
 import random
 import uuid
+from collections import deque
 from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
 
 import attrs
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, DeferredList, fail, succeed
-from twisted.internet.interfaces import IReactorTCP, IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IReactorTCP, IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -74,7 +75,7 @@ from twisted_hooks.webhooks.health import (
 from twisted_hooks.webhooks.patterns import pattern_matches, validate_event_name
 from twisted_hooks.webhooks.retry import RetryPolicy
 from twisted_hooks.webhooks.scheduler import HoldBack, Scheduler
-from twisted_hooks.webhooks.sender import HTTPSender
+from twisted_hooks.webhooks.sender import HTTPSender, origin_of
 from twisted_hooks.webhooks.signing import generate_secret
 from twisted_hooks.webhooks.subscribers import (
     MemorySubscriberStore,
@@ -377,6 +378,12 @@ class Hooks(MultiService):
         self._pending: dict[str, _Pending] = {}
         # The encoded bodies of events between send and the webhook handler, by event id.
         self._bodies: dict[str, dict[str, bytes]] = {}
+        # Attempts under way per (scheme, host, port), capped by settings.max_per_host, and
+        # the deliveries waiting for a slot (with their give-up timers).
+        self._hosts: dict[tuple[str, str, int], int] = {}
+        self._host_queues: dict[
+            tuple[str, str, int], deque[tuple[Deferred[bool], IDelayedCall]]
+        ] = {}
         # The ids of the deliveries this application accepted (sent, retried, recovered)
         # that have not ended: deliveries of other runs or processes do not count.
         self._own: set[str] = set()
@@ -790,11 +797,25 @@ class Hooks(MultiService):
     def _attempt(self, delivery: Delivery) -> Deferred[Attempt | HoldBack]:
         if delivery.refresh_subscriber:
             # The subscriber as it is now: removed or deactivated ends the delivery.
-            return self._attempt_to(self.subscribers.find(delivery.subscriber.id), delivery)
+            found = self.subscribers.find(delivery.subscriber.id)
+            if found is None:
+                # Unknown to this process's view of the store: another process may have
+                # made it since this one last refreshed. The store itself decides.
+                current: Deferred[Subscriber | None] = self.subscribers.get(  # type: ignore[assignment]
+                    delivery.subscriber.id
+                )
+                current.addErrback(self._subscriber_removed)
+                return current.addCallback(self._attempt_to, delivery)
+            return self._attempt_to(found, delivery)
         # Static and per-event subscribers: the static table may know a newer state (a
         # 410 deactivates there); otherwise the snapshot is the subscriber.
         found = self._static.find(delivery.subscriber.id)
         return self._attempt_to(found or delivery.subscriber, delivery)
+
+    @staticmethod
+    def _subscriber_removed(failure: Failure) -> None:
+        failure.trap(SubscriberNotFound)
+        return None
 
     def _attempt_to(
         self, subscriber: Subscriber | None, delivery: Delivery
@@ -812,10 +833,77 @@ class Hooks(MultiService):
                     error_message=f"subscriber {delivery.subscriber.id} was {state}",
                 )
             )
+        # The per-host cap is applied here, not by waiting in the sender: a delivery waits
+        # for its host's slot only as long as its lease still covers a whole attempt
+        # afterwards; past that it is given back (due now), so that no other process can
+        # claim it while this one still means to POST it.
+        host = origin_of(subscriber.url)
+        lease_end = delivery.lease_expires_at
+        if lease_end is None:
+            lease_end = now + self.settings.lease
+        margin = min(1.0, (self.settings.lease - self.settings.timeout) / 2)
+        latest_start = lease_end - delivery.timeout - margin
+        slot = self._host_slot(host, latest_start, now)
+        return slot.addCallback(self._with_host_slot, subscriber, delivery, host)
+
+    def _host_slot(
+        self, host: tuple[str, str, int], latest_start: float, now: float
+    ) -> Deferred[bool]:
+        """A slot among the host's ``max_per_host``: ``True`` once had, ``False`` when
+        ``latest_start`` passes first."""
+        in_use = self._hosts.get(host, 0)
+        if in_use < self.settings.max_per_host:
+            self._hosts[host] = in_use + 1
+            return succeed(True)
+        waiter: Deferred[bool] = Deferred()
+        queue = self._host_queues.setdefault(host, deque())
+
+        def give_up() -> None:
+            queue.remove(entry)
+            if not queue:
+                del self._host_queues[host]
+            waiter.callback(False)
+
+        timer = self._reactor.callLater(max(0.0, latest_start - now), give_up)
+        entry = (waiter, timer)
+        queue.append(entry)
+        return waiter
+
+    def _host_free(self, host: tuple[str, str, int]) -> None:
+        """Hand the host's freed slot to the oldest waiter, or count it free."""
+        queue = self._host_queues.get(host)
+        if queue:
+            waiter, timer = queue.popleft()
+            if not queue:
+                del self._host_queues[host]
+            timer.cancel()
+            waiter.callback(True)
+            return
+        left = self._hosts[host] - 1
+        if left:
+            self._hosts[host] = left
+        else:
+            del self._hosts[host]
+
+    def _with_host_slot(
+        self,
+        granted: bool,
+        subscriber: Subscriber,
+        delivery: Delivery,
+        host: tuple[str, str, int],
+    ) -> Attempt | HoldBack | Deferred[Attempt | HoldBack]:
+        now = self._reactor.seconds()
+        if not granted:
+            return HoldBack(
+                now + self.settings.busy_retry,
+                f"no connection slot to {host[1]}:{host[2]} came free while its lease "
+                "still covered an attempt (max_per_host)",
+            )
         health = self.endpoint_health
         until = health.admit(subscriber, now)
         if until is not None:
-            return succeed(HoldBack(until, health.hold_reason(subscriber.id)))
+            self._host_free(host)
+            return HoldBack(until, health.hold_reason(subscriber.id))
         pending = self._pending.get(delivery.id) if self._pending else None
         policy = pending.options.policy if pending is not None else None
         attempted: Deferred[Attempt | HoldBack]
@@ -825,14 +913,15 @@ class Hooks(MultiService):
             else:
                 attempted = self.sender.attempt(delivery, subscriber)  # type: ignore[assignment]
         except BaseException:
-            health.finished(subscriber.id)
+            self._endpoint_free(None, subscriber.id, host)
             raise
-        # The endpoint's concurrency slot is held for the HTTP exchange only: freed here,
-        # not once the outcome is recorded, so a failed record cannot leak it.
-        return attempted.addBoth(self._endpoint_free, subscriber.id)
+        # The endpoint's and the host's slots are held for the HTTP exchange only: freed
+        # here, not once the outcome is recorded, so a failed record cannot leak them.
+        return attempted.addBoth(self._endpoint_free, subscriber.id, host)
 
-    def _endpoint_free(self, result: _T, subscriber_id: str) -> _T:
+    def _endpoint_free(self, result: _T, subscriber_id: str, host: tuple[str, str, int]) -> _T:
         self.endpoint_health.finished(subscriber_id)
+        self._host_free(host)
         return result
 
     def _on_update(self, delivery: Delivery, update: DeliveryUpdate) -> None:

@@ -37,7 +37,12 @@ from twisted.internet.defer import (
     TimeoutError,
     succeed,
 )
-from twisted.internet.error import ConnectError, ConnectionClosed, DNSLookupError
+from twisted.internet.error import (
+    ConnectError,
+    ConnectingCancelledError,
+    ConnectionClosed,
+    DNSLookupError,
+)
 from twisted.internet.interfaces import IConsumer, IReactorTCP, IReactorTime
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
@@ -58,7 +63,7 @@ from twisted_hooks.webhooks.signing import signature_headers
 from twisted_hooks.webhooks.subscribers import Subscriber
 from twisted_hooks.webhooks.validators import RecipientPolicy, SecurityError
 
-__all__ = ["EXCERPT_SIZE", "USER_AGENT", "HTTPSender", "delivery_headers"]
+__all__ = ["EXCERPT_SIZE", "USER_AGENT", "HTTPSender", "delivery_headers", "origin_of"]
 
 #: How much of a response body an attempt keeps.
 EXCERPT_SIZE = 4096
@@ -230,7 +235,11 @@ def read_capped(response: IResponse, limit: int) -> Deferred[tuple[bytes, bool]]
 
 
 @functools.lru_cache(maxsize=4096)
-def _origin(url: str) -> tuple[str, str, int]:
+def origin_of(url: str) -> tuple[str, str, int]:
+    """
+    The ``(scheme, host, port)`` of ``url``, the unit of the per-host concurrency cap
+    (the port defaulting to 80 or 443).
+    """
     parts = urlsplit(url)
     scheme = parts.scheme
     return scheme, (parts.hostname or ""), parts.port or (443 if scheme == "https" else 80)
@@ -350,7 +359,7 @@ class HTTPSender:
         :param policy: the recipient policy of this delivery; the sender's if ``None``.
         :return: a Deferred that always fires an :class:`Attempt`.
         """
-        origin = _origin(subscriber.url)
+        origin = origin_of(subscriber.url)
         # The host's slot first: an attempt queued behind its host's cap takes no global
         # slot from other hosts, and a host semaphore is never dropped from the table
         # while an attempt still holds a reference to it without a token or a place in
@@ -478,7 +487,12 @@ class HTTPSender:
                 )
         # A deadline that passes before the response arrives cancels the request inside
         # the HTTP client, which reports ResponseNeverReceived([CancelledError]).
-        if any(candidate.check(TimeoutError, CancelledError) for candidate in inner):
+        # A deadline that passes while connecting cancels the connection attempt, which
+        # Twisted reports as ConnectingCancelledError: a timeout too.
+        if any(
+            candidate.check(TimeoutError, CancelledError, ConnectingCancelledError)
+            for candidate in inner
+        ):
             return done(  # type: ignore[no-any-return]
                 error_kind=ErrorKind.TIMEOUT,
                 error_message=f"no complete answer within {delivery.timeout:g} s",
