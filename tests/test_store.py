@@ -536,6 +536,29 @@ class StoreTests:
         self.assertEqual([await self.status(i) for i in "bcd"], [DELIVERED, DEAD, IN_FLIGHT])
         self.assertEqual(await self.deliveries.prune(200.0), 0)
 
+    async def test_concurrent_enqueues(self) -> None:
+        """
+        Enqueues made at once (which a SQL store commits together) each get their own
+        answer: one whose id is already stored, or given twice, fails and stores nothing
+        of its own; a repeated idempotency key answers False; the others are stored.
+        """
+        await self.put(delivery("old"))
+        calls = [
+            self.deliveries.enqueue([delivery("a"), delivery("b")]),
+            self.deliveries.enqueue([delivery("c"), delivery("old")]),
+            self.deliveries.enqueue([delivery("d"), delivery("d")]),
+            self.deliveries.enqueue([delivery("e")], "key-1"),
+            self.deliveries.enqueue([delivery("f")], "key-1"),
+            self.deliveries.enqueue([], "key-2"),
+            self.deliveries.enqueue([delivery("g")]),
+        ]
+        self.assertTrue(await calls[0])
+        await self.assertFails(calls[1], ValueError)
+        await self.assertFails(calls[2], ValueError)
+        self.assertEqual([await call for call in calls[3:]], [True, False, True, True])
+        stored = {d.id for d in await self.deliveries.list(limit=100)}
+        self.assertEqual(stored, {"old", "a", "b", "e", "g"})
+
     async def test_prune_keys(self) -> None:
         """prune_keys forgets idempotency keys stored before a time: that event may be
         enqueued again; newer keys are kept."""
