@@ -1,0 +1,67 @@
+"""
+A helper script, not tests: serve the HTTP API on 127.0.0.1 (an ephemeral port) over a
+memory store, delivering through a sender that answers 200 at once, for the schemathesis
+test in ``tests/test_api.py``.
+
+It prints one JSON line, ``{"port": PORT, "token": TOKEN}`` (an admin token), then serves
+until it is terminated.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.endpoints import TCP4ServerEndpoint
+from twisted.logger import globalLogBeginner, textFileLogObserver
+from twisted.web.server import Site
+from zope.interface import implementer
+
+from twisted_hooks.interfaces import IWebhookSender
+from twisted_hooks.service.api import HooksAPI
+from twisted_hooks.service.tokens import create_token
+from twisted_hooks.store import MemoryStore
+from twisted_hooks.webhooks.app import Hooks
+from twisted_hooks.webhooks.delivery import Attempt, Delivery
+from twisted_hooks.webhooks.subscribers import Subscriber
+
+
+@implementer(IWebhookSender)
+class OKSender:
+    """Answers every attempt with a 200, at once."""
+
+    def attempt(self, delivery: Delivery, subscriber: Subscriber) -> Deferred[Attempt]:
+        """A successful attempt."""
+        return succeed(Attempt(delivery.id, delivery.attempts + 1, reactor.seconds(), 0.001, 200))
+
+
+def main() -> None:
+    """Serve the API; print the port and token."""
+    globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stderr)], redirectStandardIO=False)
+    store = MemoryStore()
+    hooks = Hooks(
+        reactor,
+        subscribers=store.subscribers,
+        deliveries=store.deliveries,
+        health=store,
+        sender=OKSender(),
+    )
+    hooks.startService()
+    api = HooksAPI(hooks, store, reactor)
+
+    def listening(port: object, text: str) -> None:
+        print(json.dumps({"port": port.getHost().port, "token": text}), flush=True)  # type: ignore[attr-defined]
+
+    def start(made: tuple[str, object]) -> Deferred[object]:
+        endpoint = TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1")
+        listened: Deferred[object] = endpoint.listen(Site(api.resource()))
+        return listened.addCallback(listening, made[0])
+
+    create_token(store, "fuzz", "admin").addCallback(start)
+    reactor.run()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,867 @@
+"""
+Tests for the HTTP API (:mod:`twisted_hooks.service.api`) and the token helpers
+(:mod:`twisted_hooks.service.tokens`).
+
+In klein's style, requests go through :class:`treq.testing.StubTreq` over the API's
+resource, in memory: a :class:`~twisted_hooks.webhooks.app.Hooks` on a
+:class:`~twisted_hooks.store.memory.MemoryStore` and a
+:class:`~twisted.internet.testing.MemoryReactorClock`, delivering through a
+:class:`FakeSender`. The last test class starts the API in a child process on a real port
+and runs schemathesis against its ``/openapi.json``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from openapi_spec_validator import validate
+from treq.testing import StubTreq
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.testing import MemoryReactorClock
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+from zope.interface import implementer
+from zope.interface.verify import verifyObject
+
+from twisted_hooks.interfaces import IWebhookSender
+from twisted_hooks.service.api import (
+    HooksAPI,
+    HooksMetrics,
+    openapi_document,
+    routes,
+)
+from twisted_hooks.service.tokens import (
+    PREFIX,
+    create_token,
+    new_token,
+    parse_scopes,
+    token_hash,
+)
+from twisted_hooks.store import DuplicateToken, MemoryStore, Token
+from twisted_hooks.webhooks.app import Hooks, Settings
+from twisted_hooks.webhooks.delivery import (
+    DEAD,
+    DELIVERED,
+    Attempt,
+    Delivery,
+    DeliveryUpdate,
+    ErrorKind,
+    MemoryDeliveryStore,
+)
+from twisted_hooks.webhooks.retry import RetryPolicy
+from twisted_hooks.webhooks.subscribers import Subscriber
+
+HERE = Path(__file__).resolve().parent
+BASE = "http://api.test"
+
+
+@implementer(IWebhookSender)
+class FakeSender:
+    """Answers every attempt at once: 200, or the status scripted for the URL."""
+
+    def __init__(self, clock: MemoryReactorClock) -> None:
+        self.clock = clock
+        self.statuses: dict[str, int] = {}
+        self.attempted: list[str] = []
+
+    def attempt(self, delivery: Delivery, subscriber: Subscriber) -> Deferred[Attempt]:
+        """Answer with the scripted status for the subscriber's URL (200 by default)."""
+        self.attempted.append(delivery.id)
+        status = self.statuses.get(subscriber.url, 200)
+        failed = not 200 <= status < 300
+        return succeed(
+            Attempt(
+                delivery_id=delivery.id,
+                number=delivery.attempts + 1,
+                started_at=self.clock.seconds(),
+                duration=0.042,
+                status_code=status,
+                error_kind=ErrorKind.STATUS if failed else None,
+                error_message=f"answered {status}" if failed else None,
+            )
+        )
+
+
+class _BrokenDeliveries(MemoryDeliveryStore):
+    """A delivery store whose database is gone."""
+
+    def next_due(self) -> Deferred[float | None]:
+        """Fail, as a store that cannot be reached does."""
+        return fail(ConnectionError("the database is unreachable"))
+
+
+class _HangingDeliveries(MemoryDeliveryStore):
+    """A delivery store that never answers."""
+
+    def next_due(self) -> Deferred[float | None]:
+        """Never fire."""
+        return Deferred()
+
+
+class _Store(MemoryStore):
+    """A memory store with another delivery role."""
+
+    def __init__(self, deliveries: MemoryDeliveryStore) -> None:
+        super().__init__()
+        self.deliveries = deliveries
+
+
+class APITestCase(SynchronousTestCase):
+    """A running application, its API and tokens for alice, bob, an admin and a
+    publisher."""
+
+    max_request_body = 1024 * 1024
+
+    def setUp(self) -> None:
+        self.clock = MemoryReactorClock()
+        self.clock.advance(1_700_000_000)
+        self.store = MemoryStore()
+        self.sender = FakeSender(self.clock)
+        self.hooks = Hooks(
+            self.clock,
+            settings=Settings(record_delay=0, retry=RetryPolicy(delays=(60.0,), jitter=0)),
+            subscribers=self.store.subscribers,
+            deliveries=self.store.deliveries,
+            health=self.store,
+            sender=self.sender,
+        )
+        self.hooks.startService()
+        self.addCleanup(self.stop)
+        self.api = HooksAPI(
+            self.hooks, self.store, self.clock, max_request_body=self.max_request_body
+        )
+        self.treq = StubTreq(self.api.resource())
+        self.alice = self.token("alice", "subscribe,publish")
+        self.bob = self.token("bob", "subscribe,publish")
+        self.admin = self.token("root", "admin")
+        self.publisher = self.token("backend", "publish")
+        self.subscriber_only = self.token("reader", "subscribe", owner="alice")
+
+    def stop(self) -> None:
+        self.clock.advance(1)
+        self.successResultOf(self.hooks.stopService())
+
+    def token(self, name: str, scopes: str, owner: str | None = None) -> str:
+        text, _ = self.successResultOf(
+            create_token(self.store, name, scopes, owner, now=self.clock.seconds())
+        )
+        return text
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        token: str | None = None,
+        body: object = None,
+        headers: dict[str, list[str]] | None = None,
+        data: bytes | None = None,
+    ) -> tuple[Any, Any]:
+        """Make one request; return the response and its body (parsed when JSON)."""
+        sent: dict[str, list[str]] = dict(headers or {})
+        if token is not None:
+            sent.setdefault("Authorization", [f"Bearer {token}"])
+        if body is not None:
+            data = json.dumps(body).encode("utf-8")
+            sent.setdefault("Content-Type", ["application/json"])
+        response = self.successResultOf(
+            self.treq.request(method, BASE + path, headers=sent, data=data)
+        )
+        raw = self.successResultOf(self.treq.content(response))
+        kind = response.headers.getRawHeaders(b"content-type", [b""])[0]
+        parsed = json.loads(raw) if kind.startswith(b"application/json") else raw
+        return response, parsed
+
+    def subscribe(self, token: str, url: str = "https://example.com/h", **fields: Any) -> Any:
+        """Subscribe through the API; return the subscription."""
+        response, hook = self.call(
+            "POST", "/hooks/", token, {"event": "article.*", "url": url, **fields}
+        )
+        self.assertEqual(response.code, 201, hook)
+        return hook
+
+    def publish(self, token: str, **body: Any) -> Any:
+        """Publish through the API and let the deliveries be attempted."""
+        response, result = self.call(
+            "POST", "/events/", token, {"event": "article.created", "data": {"a": 1}, **body}
+        )
+        self.assertEqual(response.code, 202, result)
+        self.clock.advance(0)
+        return result
+
+    def assertError(self, response: Any, body: Any, code: int, error: str) -> None:
+        """The response is a JSON error with this status and code."""
+        self.assertEqual((response.code, body["error"]), (code, error), body)
+        self.assertIsInstance(body["detail"], str)
+
+
+class TokenTests(SynchronousTestCase):
+    """The token helpers."""
+
+    def test_new_token(self) -> None:
+        """A new token has the recognisable prefix and 43 random URL-safe characters."""
+        first, second = new_token(), new_token()
+        self.assertTrue(first.startswith(PREFIX))
+        self.assertEqual(len(first), len(PREFIX) + 43)
+        self.assertNotEqual(first, second)
+
+    def test_token_hash(self) -> None:
+        """A token's hash is the SHA-256 hex digest of its UTF-8 text."""
+        self.assertEqual(token_hash("thk_x"), hashlib.sha256(b"thk_x").hexdigest())
+
+    def test_create_token(self) -> None:
+        """create_token stores the hash only, returns the text once, and the owner is the
+        name unless given."""
+        store = MemoryStore()
+        text, token = self.successResultOf(
+            create_token(store, "ci", ["publish", "subscribe"], now=5.0)
+        )
+        self.assertEqual(token.hash, token_hash(text))
+        self.assertEqual((token.owner, token.scopes), ("ci", {"publish", "subscribe"}))
+        self.assertEqual(token.created_at, 5.0)
+        self.assertEqual(self.successResultOf(store.token_by_hash(token_hash(text))), token)
+        _, other = self.successResultOf(create_token(store, "app", "admin", owner="alice"))
+        self.assertEqual(other.owner, "alice")
+
+    def test_create_token_refused(self) -> None:
+        """A taken name, no scope, an unknown scope or an empty name fail the Deferred."""
+        store = MemoryStore()
+        self.successResultOf(create_token(store, "ci", "publish"))
+        self.failureResultOf(create_token(store, "ci", "publish"), DuplicateToken)
+        self.failureResultOf(create_token(store, "x", ""), ValueError)
+        self.failureResultOf(create_token(store, "x", "root"), ValueError)
+        self.failureResultOf(create_token(store, " ", "publish"), ValueError)
+
+    def test_parse_scopes(self) -> None:
+        """Scopes are read from comma-separated text or an iterable."""
+        self.assertEqual(parse_scopes("publish, admin"), {"publish", "admin"})
+        self.assertEqual(parse_scopes(["subscribe"]), {"subscribe"})
+        with self.assertRaises(ValueError) as raised:
+            parse_scopes("publish,write")
+        self.assertIn("'write'", str(raised.exception))
+
+
+class HookTests(APITestCase):
+    """``/hooks/``: Thorn's subscription API, per user."""
+
+    def test_create(self) -> None:
+        """POST /hooks/ answers 201 with Thorn's fields and the subscription's URL as
+        Location; the subscription belongs to the token's owner."""
+        response, hook = self.call(
+            "POST", "/hooks/", self.alice, {"event": "article.*", "url": "https://e.com/h?u=1"}
+        )
+        self.assertEqual(response.code, 201)
+        thorn = {"id", "url", "event", "content_type", "hmac_digest", "hmac_secret", "user"}
+        self.assertLessEqual(thorn | {"created_at", "updated_at", "subscription"}, set(hook))
+        self.assertEqual(hook["user"], "alice")
+        self.assertEqual(hook["content_type"], "application/json")
+        self.assertEqual(hook["hmac_digest"], "sha256")
+        self.assertTrue(hook["hmac_secret"])
+        self.assertEqual(hook["subscription"], f"{BASE}/hooks/{hook['id']}/")
+        self.assertEqual(
+            response.headers.getRawHeaders(b"location"), [hook["subscription"].encode()]
+        )
+        stored = self.successResultOf(self.store.subscribers.get(hook["id"]))
+        self.assertEqual(stored.owner, "alice")
+
+    def test_create_options(self) -> None:
+        """content_type, hmac_digest, hmac_secret and the project's own fields are kept."""
+        hook = self.subscribe(
+            self.alice,
+            content_type="application/x-www-form-urlencoded",
+            hmac_digest="sha512",
+            hmac_secret="s3cret",
+            headers={"X-Team": "a"},
+            max_concurrency=2,
+        )
+        self.assertEqual(
+            (hook["content_type"], hook["hmac_digest"], hook["hmac_secret"]),
+            ("application/x-www-form-urlencoded", "sha512", "s3cret"),
+        )
+        self.assertEqual((hook["headers"], hook["max_concurrency"]), ({"X-Team": "a"}, 2))
+
+    def test_base_url(self) -> None:
+        """With base_url, subscription URLs use it, not the Host header."""
+        api = HooksAPI(self.hooks, self.store, self.clock, base_url="https://hooks.example/")
+        self.treq = StubTreq(api.resource())
+        hook = self.subscribe(self.alice)
+        self.assertEqual(hook["subscription"], f"https://hooks.example/hooks/{hook['id']}/")
+        self.successResultOf(api.close())
+
+    def test_list_own(self) -> None:
+        """GET /hooks/ lists the caller's subscriptions only; admin sees every one."""
+        mine = self.subscribe(self.alice)
+        theirs = self.subscribe(self.bob)
+        _, listed = self.call("GET", "/hooks/", self.alice)
+        self.assertEqual([h["id"] for h in listed], [mine["id"]])
+        _, listed = self.call("GET", "/hooks/", self.bob)
+        self.assertEqual([h["id"] for h in listed], [theirs["id"]])
+        _, listed = self.call("GET", "/hooks/", self.admin)
+        self.assertEqual({h["id"] for h in listed}, {mine["id"], theirs["id"]})
+
+    def test_get(self) -> None:
+        """GET /hooks/{id}/ answers the owner and admin, with or without the slash."""
+        hook = self.subscribe(self.alice)
+        for token, path in [
+            (self.alice, f"/hooks/{hook['id']}/"),
+            (self.alice, f"/hooks/{hook['id']}"),
+            (self.admin, f"/hooks/{hook['id']}/"),
+        ]:
+            response, got = self.call("GET", path, token)
+            self.assertEqual((response.code, got), (200, hook))
+
+    def test_other_users_hook_is_not_found(self) -> None:
+        """Another user's id answers 404 on GET, PATCH, DELETE and recover, as an unknown
+        id does, and the subscription is left alone."""
+        hook = self.subscribe(self.alice)
+        path = f"/hooks/{hook['id']}/"
+        for method, where, body in [
+            ("GET", path, None),
+            ("PATCH", path, {"url": "https://evil.example/"}),
+            ("DELETE", path, None),
+            ("POST", path + "recover/", {}),
+        ]:
+            response, error = self.call(method, where, self.bob, body)
+            self.assertError(response, error, 404, "not_found")
+        _, same = self.call("GET", path, self.alice)
+        self.assertEqual(same, hook)
+
+    def test_unknown_ids(self) -> None:
+        """A hook id that is unknown, or not a UUID, answers 404."""
+        for hook_id in ["9b1deb4d-3b7d-4bad-9bdd-2b0d7b3dcb6d", "nope"]:
+            response, error = self.call("GET", f"/hooks/{hook_id}/", self.alice)
+            self.assertError(response, error, 404, "not_found")
+
+    def test_patch(self) -> None:
+        """PATCH /hooks/{id}/ changes the fields given and keeps the others."""
+        hook = self.subscribe(self.alice)
+        self.clock.advance(5)
+        response, changed = self.call(
+            "PATCH",
+            f"/hooks/{hook['id']}/",
+            self.alice,
+            {"url": "https://example.com/other", "hmac_digest": "sha1", "user": "ignored"},
+        )
+        self.assertEqual(response.code, 200, changed)
+        self.assertEqual(
+            (changed["url"], changed["hmac_digest"], changed["event"], changed["user"]),
+            ("https://example.com/other", "sha1", "article.*", "alice"),
+        )
+        stored = self.successResultOf(self.store.subscribers.get(hook["id"]))
+        self.assertEqual(stored.url, "https://example.com/other")
+
+    def test_patch_active(self) -> None:
+        """PATCH active=false deactivates; active=true reactivates and forgets the
+        endpoint's failures."""
+        hook = self.subscribe(self.alice)
+        path = f"/hooks/{hook['id']}/"
+        _, off = self.call("PATCH", path, self.alice, {"active": False})
+        self.assertFalse(off["active"])
+        self.assertFalse(self.successResultOf(self.store.subscribers.get(hook["id"])).active)
+        _, on = self.call("PATCH", path, self.alice, {"active": True})
+        self.assertTrue(on["active"])
+
+    def test_delete(self) -> None:
+        """DELETE /hooks/{id}/ answers 204 and the subscription is gone."""
+        hook = self.subscribe(self.alice)
+        response, body = self.call("DELETE", f"/hooks/{hook['id']}/", self.alice)
+        self.assertEqual((response.code, body), (204, b""))
+        response, _ = self.call("GET", f"/hooks/{hook['id']}/", self.alice)
+        self.assertEqual(response.code, 404)
+
+    def test_recover(self) -> None:
+        """POST /hooks/{id}/recover/ revives the subscription's dead deliveries since a
+        time (every one without it) and answers how many."""
+        hook = self.subscribe(self.alice, url="https://down.example/")
+        self.sender.statuses["https://down.example/"] = 500
+        self.publish(self.alice)
+        self.clock.advance(61)
+        _, dead = self.call("GET", "/deliveries/?status=dead", self.alice)
+        self.assertEqual(len(dead), 1)
+        path = f"/hooks/{hook['id']}/recover/"
+        response, result = self.call("POST", path, self.alice, {"since": 1e12})
+        self.assertEqual((response.code, result), (202, {"recovered": 0}))
+        response, result = self.call("POST", path, self.alice)
+        self.assertEqual((response.code, result), (202, {"recovered": 1}))
+
+    def test_invalid_fields(self) -> None:
+        """Each bad field of a subscription is a 400 naming it."""
+        good = {"event": "article.*", "url": "https://example.com/h"}
+        cases: list[tuple[dict[str, Any], str, str]] = [
+            ({"url": good["url"]}, "event", "invalid"),
+            ({"event": "a.*"}, "url", "invalid"),
+            ({**good, "event": "a..b"}, "event", "invalid"),
+            ({**good, "event": "ord*.x"}, "event", "invalid"),
+            ({**good, "event": 12}, "event", "invalid"),
+            ({**good, "url": "not a url"}, "url", "invalid"),
+            ({**good, "url": "ftp://example.com/"}, "url", "invalid"),
+            ({**good, "url": "http://10.0.0.1/"}, "url", "refused_url"),
+            ({**good, "url": "http://127.0.0.1/hook"}, "url", "refused_url"),
+            ({**good, "url": "https://example.com:8080/"}, "url", "refused_url"),
+            ({**good, "content_type": "text/xml"}, "content_type", "invalid"),
+            ({**good, "hmac_digest": "md5"}, "hmac_digest", "invalid"),
+            ({**good, "hmac_secret": ""}, "hmac_secret", "invalid"),
+            ({**good, "headers": {"Hook-HMAC": "x"}}, "headers", "invalid"),
+            ({**good, "headers": ["x"]}, "headers", "invalid"),
+            ({**good, "max_concurrency": 0}, "max_concurrency", "invalid"),
+            ({**good, "max_concurrency": 10**30}, "max_concurrency", "invalid"),
+            ({**good, "rate_limit": "fast"}, "rate_limit", "invalid"),
+            ({**good, "active": "yes"}, "active", "invalid"),
+            ({**good, "colour": "red"}, "colour", "invalid"),
+        ]
+        for body, field, code in cases:
+            response, error = self.call("POST", "/hooks/", self.alice, body)
+            self.assertEqual(
+                (response.code, error.get("error"), error.get("field")), (400, code, field), body
+            )
+        hook = self.subscribe(self.alice)
+        response, error = self.call(
+            "PATCH", f"/hooks/{hook['id']}/", self.alice, {"url": "http://192.168.1.1/"}
+        )
+        self.assertEqual((response.code, error["field"]), (400, "url"))
+        _, listed = self.call("GET", "/hooks/", self.alice)
+        self.assertEqual(len(listed), 1)
+
+
+class EventTests(APITestCase):
+    """``/events/``: publishing."""
+
+    def test_publish(self) -> None:
+        """POST /events/ answers 202 with the deliveries made: the token owner's
+        subscriptions receive its events, other users' do not."""
+        self.subscribe(self.alice, url="https://a.example/1")
+        self.subscribe(self.alice, url="https://a.example/2")
+        self.subscribe(self.bob, url="https://b.example/")
+        response, result = self.call(
+            "POST", "/events/", self.alice, {"event": "article.created", "data": {"x": [1]}}
+        )
+        self.assertEqual(response.code, 202)
+        self.assertEqual(
+            (result["deliveries"], result["duplicate"], result["skipped"]), (2, False, 0)
+        )
+        self.assertTrue(result["id"])
+
+    def test_sender(self) -> None:
+        """A publisher names the sender; null reaches only subscriptions without owner."""
+        self.subscribe(self.bob)
+        self.successResultOf(
+            self.hooks.subscribe("article.*", "https://everyone.example/", owner=None)
+        )
+        self.assertEqual(self.publish(self.publisher, sender="bob")["deliveries"], 2)
+        self.assertEqual(self.publish(self.publisher, sender=None)["deliveries"], 1)
+        self.assertEqual(self.publish(self.publisher)["deliveries"], 1)
+
+    def test_idempotent(self) -> None:
+        """Publishing the same id twice delivers once: the second is a duplicate with no
+        deliveries."""
+        self.subscribe(self.alice)
+        first = self.publish(self.alice, id="order-1")
+        second = self.publish(self.alice, id="order-1")
+        self.assertEqual(
+            (first["id"], first["deliveries"], first["duplicate"]), ("order-1", 1, False)
+        )
+        self.assertEqual(
+            (second["id"], second["deliveries"], second["duplicate"]), ("order-1", 0, True)
+        )
+
+    def test_invalid(self) -> None:
+        """Each bad field of a publication is a 400 naming it."""
+        cases: list[tuple[dict[str, Any], str]] = [
+            ({"data": {}}, "event"),
+            ({"event": "a..b"}, "event"),
+            ({"event": ["a"]}, "event"),
+            ({"event": "a.b", "id": 7}, "id"),
+            ({"event": "a.b", "id": ""}, "id"),
+            ({"event": "a.b", "sender": [1]}, "sender"),
+            ({"event": "a.b", "sender": 10**40}, "sender"),
+            ({"event": "a.b", "extra": 1}, "extra"),
+        ]
+        for body, field in cases:
+            response, error = self.call("POST", "/events/", self.alice, body)
+            self.assertEqual((response.code, error.get("field")), (400, field), body)
+
+    def test_deeply_nested(self) -> None:
+        """Data nested too deeply for the parser is a 400, not a 500."""
+        data = b'{"event": "a.b", "data": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+        response, error = self.call(
+            "POST",
+            "/events/",
+            self.alice,
+            headers={"Content-Type": ["application/json"]},
+            data=data,
+        )
+        self.assertError(response, error, 400, "malformed_json")
+
+    def test_not_running(self) -> None:
+        """Publishing to a stopped application answers 503, not a 500."""
+        self.successResultOf(self.hooks.stopService())
+        response, error = self.call("POST", "/events/", self.alice, {"event": "a.b"})
+        self.assertError(response, error, 503, "unavailable")
+        self.hooks.startService()
+
+
+class DeliveryTests(APITestCase):
+    """``/deliveries/``: the delivery log and replay."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.alice_hook = self.subscribe(self.alice, url="https://a.example/")
+        self.alice_down = self.subscribe(self.alice, url="https://down.example/")
+        self.bob_hook = self.subscribe(self.bob, url="https://b.example/")
+        self.sender.statuses["https://down.example/"] = 503
+        self.publish(self.alice)
+        self.publish(self.bob)
+        self.clock.advance(61)
+
+    def test_list_own(self) -> None:
+        """A user lists the deliveries of their own hooks; admin lists every one."""
+        _, mine = self.call("GET", "/deliveries/", self.alice)
+        self.assertEqual({d["hook"] for d in mine}, {self.alice_hook["id"], self.alice_down["id"]})
+        _, theirs = self.call("GET", "/deliveries/", self.bob)
+        self.assertEqual({d["hook"] for d in theirs}, {self.bob_hook["id"]})
+        _, every = self.call("GET", "/deliveries/", self.admin)
+        self.assertEqual(len(every), 3)
+
+    def test_filters(self) -> None:
+        """status, hook, since and limit filter the list."""
+        _, dead = self.call("GET", "/deliveries/?status=dead", self.alice)
+        self.assertEqual([(d["hook"], d["status"]) for d in dead], [(self.alice_down["id"], DEAD)])
+        _, one = self.call("GET", f"/deliveries/?hook={self.alice_hook['id']}", self.alice)
+        self.assertEqual(
+            [(d["hook"], d["status"]) for d in one], [(self.alice_hook["id"], DELIVERED)]
+        )
+        _, none = self.call("GET", "/deliveries/?since=2100-01-01T00:00:00Z", self.alice)
+        self.assertEqual(none, [])
+        _, since = self.call("GET", "/deliveries/?since=0", self.alice)
+        self.assertEqual(len(since), 2)
+        _, limited = self.call("GET", "/deliveries/?limit=1", self.admin)
+        self.assertEqual(len(limited), 1)
+
+    def test_filter_errors(self) -> None:
+        """Bad query parameters are 400s naming them; another user's hook is a 404."""
+        for query, field in [
+            ("status=lost", "status"),
+            ("limit=0", "limit"),
+            ("limit=many", "limit"),
+            ("since=yesterday", "since"),
+            ("hook=nope", "hook"),
+        ]:
+            response, error = self.call("GET", f"/deliveries/?{query}", self.alice)
+            self.assertEqual((response.code, error.get("field")), (400, field), query)
+        response, error = self.call("GET", f"/deliveries/?hook={self.bob_hook['id']}", self.alice)
+        self.assertError(response, error, 404, "not_found")
+
+    def test_get(self) -> None:
+        """GET /deliveries/{id}/ answers the delivery with its attempts; another user's
+        delivery is a 404."""
+        _, (dead,) = self.call("GET", "/deliveries/?status=dead", self.alice)
+        response, detail = self.call("GET", f"/deliveries/{dead['id']}/", self.alice)
+        self.assertEqual(response.code, 200)
+        self.assertEqual(detail["attempt_count"], 2)
+        self.assertEqual([a["status_code"] for a in detail["attempts"]], [503, 503])
+        self.assertEqual(detail["attempts"][0]["error_kind"], ErrorKind.STATUS)
+        response, error = self.call("GET", f"/deliveries/{dead['id']}/", self.bob)
+        self.assertError(response, error, 404, "not_found")
+        response, error = self.call("GET", "/deliveries/x/", self.alice)
+        self.assertError(response, error, 404, "not_found")
+
+    def test_retry(self) -> None:
+        """POST /deliveries/{id}/retry/ revives a dead delivery (202); one that is not dead
+        is a 409; another user's is a 404."""
+        _, (dead,) = self.call("GET", "/deliveries/?status=dead", self.alice)
+        response, error = self.call("POST", f"/deliveries/{dead['id']}/retry/", self.bob)
+        self.assertError(response, error, 404, "not_found")
+        response, revived = self.call("POST", f"/deliveries/{dead['id']}/retry/", self.alice)
+        self.assertEqual((response.code, revived["id"]), (202, dead["id"]))
+        self.assertNotEqual(revived["status"], DEAD)
+        _, (done,) = self.call("GET", "/deliveries/?status=delivered", self.bob)
+        response, error = self.call("POST", f"/deliveries/{done['id']}/retry/", self.bob)
+        self.assertError(response, error, 409, "conflict")
+
+
+class AuthTests(APITestCase):
+    """Bearer tokens and scopes."""
+
+    def assertUnauthorized(self, headers: dict[str, list[str]], error: str) -> None:
+        """The request is refused with 401 and a Bearer challenge."""
+        response, body = self.call("GET", "/hooks/", headers=headers)
+        self.assertError(response, body, 401, error)
+        (challenge,) = response.headers.getRawHeaders(b"www-authenticate")
+        self.assertTrue(challenge.startswith(b"Bearer"))
+
+    def test_no_token(self) -> None:
+        """Without an Authorization header: 401 with WWW-Authenticate."""
+        self.assertUnauthorized({}, "unauthorized")
+
+    def test_wrong_scheme(self) -> None:
+        """Basic credentials, or Bearer without a token: 401."""
+        self.assertUnauthorized({"Authorization": ["Basic YWxpY2U6cHc="]}, "unauthorized")
+        self.assertUnauthorized({"Authorization": ["Bearer"]}, "unauthorized")
+
+    def test_unknown_token(self) -> None:
+        """A token the store does not know: 401 invalid_token."""
+        self.assertUnauthorized({"Authorization": [f"Bearer {new_token()}"]}, "invalid_token")
+
+    def test_revoked_token(self) -> None:
+        """A revoked token: 401 invalid_token."""
+        self.successResultOf(self.store.revoke_token("alice", self.clock.seconds()))
+        self.assertUnauthorized({"Authorization": [f"Bearer {self.alice}"]}, "invalid_token")
+
+    def test_missing_scope(self) -> None:
+        """A token without the route's scope: 403."""
+        response, error = self.call(
+            "POST", "/hooks/", self.publisher, {"event": "a.b", "url": "https://e.com/"}
+        )
+        self.assertError(response, error, 403, "forbidden")
+        response, error = self.call("POST", "/events/", self.subscriber_only, {"event": "a.b"})
+        self.assertError(response, error, 403, "forbidden")
+        response, error = self.call("GET", "/deliveries/", self.publisher)
+        self.assertError(response, error, 403, "forbidden")
+
+    def test_owner_of_token(self) -> None:
+        """A token acts as its owner: a second token of alice's sees her subscriptions."""
+        hook = self.subscribe(self.alice)
+        _, listed = self.call("GET", "/hooks/", self.subscriber_only)
+        self.assertEqual([h["id"] for h in listed], [hook["id"]])
+
+
+class HTTPTests(APITestCase):
+    """Routes, methods and bodies."""
+
+    max_request_body = 200
+
+    def test_unknown_route(self) -> None:
+        """An unknown path is a JSON 404."""
+        response, error = self.call("GET", "/nothing/here", self.alice)
+        self.assertError(response, error, 404, "not_found")
+
+    def test_method_not_allowed(self) -> None:
+        """A known path with another method is a 405 with Allow."""
+        response, error = self.call("PUT", "/hooks/", self.alice, {})
+        self.assertError(response, error, 405, "method_not_allowed")
+        (allow,) = response.headers.getRawHeaders(b"allow")
+        self.assertEqual(set(allow.decode().split(", ")), {"GET", "HEAD", "POST"})
+
+    def test_too_large(self) -> None:
+        """A body over max_request_body is a 413, with or without a Content-Length."""
+        big = {"event": "a.b", "url": "https://example.com/" + "x" * 300}
+        response, error = self.call("POST", "/hooks/", self.alice, big)
+        self.assertError(response, error, 413, "too_large")
+
+    def test_not_json(self) -> None:
+        """A body that is not application/json is a 415."""
+        for headers in [{"Content-Type": ["text/plain"]}, {}]:
+            response, error = self.call(
+                "POST", "/events/", self.alice, headers=headers, data=b'{"event": "a.b"}'
+            )
+            self.assertError(response, error, 415, "unsupported_media_type")
+
+    def test_malformed_json(self) -> None:
+        """Malformed JSON, NaN, deep nesting and a non-object body are 400s."""
+        json_type = {"Content-Type": ["application/json; charset=utf-8"]}
+        for data, code in [
+            (b'{"event": ', "malformed_json"),
+            (b'{"event": "a.b", "data": NaN}', "malformed_json"),
+            (b"\xff\xfe", "malformed_json"),
+            (b"[" * 90 + b"]" * 90, "invalid"),
+            (b'["event"]', "invalid"),
+        ]:
+            response, error = self.call(
+                "POST", "/events/", self.alice, headers=json_type, data=data
+            )
+            self.assertError(response, error, 400, code)
+
+    def test_empty_body(self) -> None:
+        """POST /hooks/ without a body is a 400."""
+        response, error = self.call("POST", "/hooks/", self.alice)
+        self.assertError(response, error, 400, "invalid")
+
+    def test_internal_error(self) -> None:
+        """An unexpected failure is a logged JSON 500 without a traceback."""
+
+        def broken(owner: str | None = None) -> Deferred[Sequence[Subscriber]]:
+            return fail(RuntimeError("boom"))
+
+        self.patch(self.store.subscribers, "list", broken)
+        response, error = self.call("GET", "/hooks/", self.alice)
+        self.assertError(response, error, 500, "internal")
+        self.assertNotIn("boom", error["detail"])
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
+
+class OperationsTests(APITestCase):
+    """``/healthz``, ``/metrics`` and ``/openapi.json``."""
+
+    def test_healthz(self) -> None:
+        """/healthz answers 200 without a token while the store answers."""
+        response, health = self.call("GET", "/healthz")
+        self.assertEqual(
+            (response.code, health), (200, {"status": "ok", "store": "ok", "running": True})
+        )
+
+    def test_healthz_store_fails(self) -> None:
+        """/healthz answers 503 when the store fails."""
+        api = HooksAPI(self.hooks, _Store(_BrokenDeliveries()), self.clock)
+        self.treq = StubTreq(api.resource())
+        response, health = self.call("GET", "/healthz")
+        self.assertEqual((response.code, health["store"]), (503, "unavailable"))
+
+    def test_healthz_store_hangs(self) -> None:
+        """/healthz answers 503 once the store has not answered for health_timeout."""
+        api = HooksAPI(self.hooks, _Store(_HangingDeliveries()), self.clock, health_timeout=2)
+        treq = StubTreq(api.resource())
+        answered = treq.get(BASE + "/healthz")
+        self.assertNoResult(answered)
+        self.clock.advance(2)
+        treq.flush()
+        self.assertEqual(self.successResultOf(answered).code, 503)
+
+    def test_healthz_not_running(self) -> None:
+        """/healthz answers 503 while the application is stopped."""
+        self.successResultOf(self.hooks.stopService())
+        response, health = self.call("GET", "/healthz")
+        self.assertEqual((response.code, health["running"]), (503, False))
+        self.hooks.startService()
+
+    def test_metrics(self) -> None:
+        """/metrics answers the text exposition without a token, with the delivery,
+        attempt, queue, circuit and request metrics, fed by the application."""
+        self.subscribe(self.alice, url="https://down.example/")
+        self.sender.statuses["https://down.example/"] = 500
+        self.publish(self.alice)
+        self.clock.advance(61)
+        response, text = self.call("GET", "/metrics")
+        self.assertEqual(response.code, 200)
+        (kind,) = response.headers.getRawHeaders(b"content-type")
+        self.assertTrue(kind.startswith(b"text/plain"))
+        body = text.decode()
+        for line in [
+            'twisted_hooks_deliveries_total{outcome="dead"} 1.0',
+            'twisted_hooks_attempts_total{outcome="status"} 2.0',
+            'twisted_hooks_attempt_duration_seconds_count{outcome="failed"} 2.0',
+            'twisted_hooks_queue_depth{status="dead"} 1.0',
+            "twisted_hooks_oldest_due_age_seconds 0.0",
+            "twisted_hooks_open_circuits 0.0",
+            'twisted_hooks_api_requests_total{code="201",method="POST"} 1.0',
+        ]:
+            self.assertIn(line, body)
+
+    def test_metrics_registries_are_separate(self) -> None:
+        """Each API has a registry of its own: two APIs in one process do not clash."""
+        other = HooksAPI(self.hooks, self.store, self.clock)
+        self.assertIsNot(other.metrics.registry, self.api.metrics.registry)
+        self.successResultOf(other.close())
+
+    def test_metrics_observe(self) -> None:
+        """HooksMetrics.observe counts a recorded attempt and a delivered delivery."""
+        metrics = HooksMetrics(self.hooks)
+        attempt = Attempt("d", 1, 0.0, 0.2, status_code=200)
+        metrics.observe(None, DeliveryUpdate("d", DELIVERED, attempt))  # type: ignore[arg-type]
+        text = metrics.render().decode()
+        self.assertIn('twisted_hooks_deliveries_total{outcome="delivered"} 1.0', text)
+        self.assertIn('twisted_hooks_attempts_total{outcome="succeeded"} 1.0', text)
+
+    def test_close(self) -> None:
+        """close() removes the metrics' dispatcher handler."""
+        api = HooksAPI(self.hooks, self.store, self.clock)
+        handler_id = api.metrics._handler_id
+        self.assertIsNotNone(handler_id)
+        self.successResultOf(api.close())
+        self.failureResultOf(self.hooks.dispatcher.remove_event_handler(handler_id), KeyError)
+
+    def test_openapi_valid(self) -> None:
+        """/openapi.json answers without a token and is a valid OpenAPI document."""
+        response, document = self.call("GET", "/openapi.json")
+        self.assertEqual(response.code, 200)
+        validate(document)
+        self.assertEqual(document, openapi_document())
+
+    def test_openapi_lists_every_route(self) -> None:
+        """The document describes exactly the routes Klein serves."""
+        document = openapi_document()
+        described = sorted(
+            (method.upper(), path)
+            for path, item in document["paths"].items()
+            for method in item
+            if method != "parameters"
+        )
+        served = sorted(
+            (method, path)
+            for rule in HooksAPI.app.url_map.iter_rules()
+            for method in rule.methods or ()
+            if method != "HEAD"
+            for path in [rule.rule.replace("<string:hook_id>", "{id}")]
+            for path in [path.replace("<string:delivery_id>", "{id}")]
+        )
+        self.assertEqual(described, served)
+        self.assertEqual(routes(), served)
+
+    def test_token_store_provided(self) -> None:
+        """The memory store provides the token role the API uses."""
+        from twisted_hooks.interfaces import ITokenStore
+
+        verifyObject(ITokenStore, self.store)
+        self.assertIsInstance(self.successResultOf(self.store.tokens())[0], Token)
+
+
+class SchemathesisTests(TestCase):
+    """Acceptance: schemathesis, driven by /openapi.json, finds no 5xx on a real server."""
+
+    def test_no_server_errors(self) -> None:
+        """A real server in a child process answers every generated request without a
+        5xx."""
+        schemathesis = shutil.which("schemathesis", path=os.path.dirname(sys.executable))
+        self.assertIsNotNone(schemathesis, "schemathesis is not installed")
+        assert schemathesis is not None
+        workdir = self.mktemp()
+        os.makedirs(workdir)
+        log = Path(workdir) / "server.log"
+        with log.open("w") as errors:
+            # The server's log goes to a file: a pipe nobody reads would fill and block it.
+            server = subprocess.Popen(
+                [sys.executable, str(HERE / "api_server.py")],
+                stdout=subprocess.PIPE,
+                stderr=errors,
+                text=True,
+            )
+        try:
+            assert server.stdout is not None
+            ready = json.loads(server.stdout.readline())
+            url = f"http://127.0.0.1:{ready['port']}"
+            run = subprocess.run(
+                [
+                    schemathesis,
+                    "run",
+                    f"{url}/openapi.json",
+                    "--header",
+                    f"Authorization: Bearer {ready['token']}",
+                    "--checks",
+                    "not_a_server_error",
+                    "--max-examples",
+                    "25",
+                    "--seed",
+                    "1",
+                    "--workers",
+                    "1",
+                    "--generation-database",
+                    "none",
+                    "--no-color",
+                    "--request-timeout",
+                    "10",
+                ],
+                capture_output=True,
+                text=True,
+                timeout=300,
+                cwd=workdir,
+            )
+            self.assertEqual(run.returncode, 0, run.stdout[-6000:] + run.stderr[-3000:])
+        finally:
+            server.terminate()
+            server.communicate(timeout=30)
+        self.assertNotIn("Traceback", log.read_text())
