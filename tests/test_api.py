@@ -752,6 +752,22 @@ class OperationsTests(APITestCase):
         ]:
             self.assertIn(line, body)
 
+    def test_metrics_count_successes(self) -> None:
+        """Successful attempts and delivered deliveries reach /metrics (through the
+        application's update observers), once each."""
+        self.subscribe(self.alice, url="https://up.example/")
+        self.publish(self.alice)
+        self.publish(self.alice)
+        self.clock.advance(1)
+        _, text = self.call("GET", "/metrics")
+        body = text.decode()
+        for line in [
+            'twisted_hooks_deliveries_total{outcome="delivered"} 2.0',
+            'twisted_hooks_attempts_total{outcome="succeeded"} 2.0',
+            'twisted_hooks_attempt_duration_seconds_count{outcome="succeeded"} 2.0',
+        ]:
+            self.assertIn(line, body)
+
     def test_metrics_registries_are_separate(self) -> None:
         """Each API has a registry of its own: two APIs in one process do not clash."""
         other = HooksAPI(self.hooks, self.store, self.clock)
@@ -768,12 +784,14 @@ class OperationsTests(APITestCase):
         self.assertIn('twisted_hooks_attempts_total{outcome="succeeded"} 1.0', text)
 
     def test_close(self) -> None:
-        """close() removes the metrics' dispatcher handler."""
+        """close() removes the metrics' dispatcher handler and update observer."""
         api = HooksAPI(self.hooks, self.store, self.clock)
         handler_id = api.metrics._handler_id
         self.assertIsNotNone(handler_id)
+        observers = len(self.hooks._observers)
         self.successResultOf(api.close())
         self.failureResultOf(self.hooks.dispatcher.remove_event_handler(handler_id), KeyError)
+        self.assertEqual(len(self.hooks._observers), observers - 1)
 
     def test_openapi_valid(self) -> None:
         """/openapi.json answers without a token and is a valid OpenAPI document."""

@@ -1864,3 +1864,30 @@ class HostSlotTests(AppTestCase):
         self.clock.advance(1.0)
         self.assertEqual(self.stored(hooks, waiting.id).status, DELIVERED)
         self.assertEqual(len(self.sender.calls), 2)
+
+
+class ObserveUpdatesTests(AppTestCase):
+    """observe_updates: every recorded outcome, successes included."""
+
+    def test_observers_see_every_update_until_stopped(self) -> None:
+        """An observer is called with each delivery and its update (a success included);
+        after stop() it is not called; one that raises is logged and does not disturb the
+        delivery or the other observers."""
+        hooks = self.hooks()
+        self.subscribe(hooks, "order.*")
+        seen: list[str] = []
+
+        def broken(delivery: Delivery, update: DeliveryUpdate) -> None:
+            raise RuntimeError("observer bug")
+
+        hooks.observe_updates(broken)
+        stop = hooks.observe_updates(lambda delivery, update: seen.append(update.status))
+        (delivery,) = self.send(hooks, "order.created").deliveries
+        self.assertEqual(seen, [DELIVERED])
+        self.assertEqual(self.stored(hooks, delivery.id).status, DELIVERED)
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        stop()
+        stop()
+        self.send(hooks, "order.created")
+        self.assertEqual(seen, [DELIVERED])
+        self.flushLoggedErrors(RuntimeError)

@@ -50,7 +50,7 @@ import json
 import math
 import re
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NoReturn
 
 import attrs
@@ -349,12 +349,11 @@ class HooksMetrics:
     The service's Prometheus metrics, in a :class:`~prometheus_client.CollectorRegistry` of
     their own (never the global one), fed by the application.
 
-    Attempt outcomes come from the application's operational events (a failed attempt,
-    a dead delivery, an endpoint opened, recovered or disabled), observed by a handler on
-    ``hooks.dispatcher`` (``kind="operational"``). The application announces no event for
-    a successful attempt; :meth:`observe` takes any recorded attempt and is the method to
-    connect to a per-attempt hook. Queue depth, the oldest due delivery's age and open
-    circuits are read at scrape time (:meth:`refresh`).
+    Attempt outcomes come from :meth:`~twisted_hooks.webhooks.app.Hooks.observe_updates`
+    (every recorded attempt, successes included); endpoint health changes (circuits opened
+    and recovered, endpoints disabled) from the application's operational events, observed
+    by a handler on ``hooks.dispatcher`` (``kind="operational"``). Queue depth, the oldest
+    due delivery's age and open circuits are read at scrape time (:meth:`refresh`).
 
     Metrics (every name prefixed ``twisted_hooks_``): ``deliveries_total{outcome}``
     (``delivered``, ``dead``), ``attempts_total{outcome}`` (``succeeded`` or the
@@ -428,10 +427,12 @@ class HooksMetrics:
             self.deliveries.labels(outcome=outcome)
         self.attempts.labels(outcome="succeeded")
         self._handler_id: int | None = None
+        self._unobserve: Callable[[], None] | None = None
 
     def start(self) -> Deferred[None]:
-        """Observe the application's operational events (a handler on its dispatcher, in
-        its last phase)."""
+        """Observe the application's recorded attempts, and its operational events (a
+        handler on its dispatcher, in its last phase)."""
+        self._unobserve = self._hooks.observe_updates(self.observe)
         dispatcher = self._hooks.dispatcher
         added: Deferred[int] = dispatcher.add_event_handler(
             self._operational, dispatcher.phases[-1], use_weakref=False, kind=OPERATIONAL
@@ -443,7 +444,10 @@ class HooksMetrics:
         return added.addCallback(store)
 
     def stop(self) -> Deferred[None]:
-        """Stop observing the application's events."""
+        """Stop observing the application's attempts and events."""
+        unobserve, self._unobserve = self._unobserve, None
+        if unobserve is not None:
+            unobserve()
         handler_id, self._handler_id = self._handler_id, None
         if handler_id is None:
             return succeed(None)
@@ -451,11 +455,7 @@ class HooksMetrics:
         return removed
 
     def _operational(self, event: OperationalEvent) -> None:
-        if event.name == "webhook.delivery.failed":
-            self._attempt(event.attempt)
-        elif event.name == "webhook.delivery.dead":
-            self.deliveries.labels(outcome=DEAD).inc()
-        elif event.name.startswith("webhook.endpoint."):
+        if event.name.startswith("webhook.endpoint."):
             self.endpoint_events.labels(event=event.name.rsplit(".", 1)[1]).inc()
 
     def _attempt(self, attempt: Attempt) -> None:
@@ -466,12 +466,8 @@ class HooksMetrics:
         ).observe(max(0.0, attempt.duration))
 
     def observe(self, delivery: Delivery, update: DeliveryUpdate) -> None:
-        """
-        Count one recorded attempt and the delivery's end, if it ended: the signature of
-        the scheduler's ``on_update``. Connect it to a per-attempt hook of the application;
-        failed attempts and dead deliveries are counted from operational events already,
-        so such a hook replaces :meth:`start`.
-        """
+        """Count one recorded attempt, and the delivery's end if it ended (an observer of
+        :meth:`~twisted_hooks.webhooks.app.Hooks.observe_updates`)."""
         self._attempt(update.attempt)
         if update.status in (DELIVERED, DEAD):
             self.deliveries.labels(outcome=update.status).inc()

@@ -28,7 +28,7 @@ from __future__ import annotations
 import random
 import uuid
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import attrs
@@ -376,6 +376,7 @@ class Hooks(MultiService):
         )
         self.scheduler.setServiceParent(self)  # type: ignore[no-untyped-call]
         self._pending: dict[str, _Pending] = {}
+        self._observers: list[Callable[[Delivery, DeliveryUpdate], object]] = []
         # The encoded bodies of events between send and the webhook handler, by event id.
         self._bodies: dict[str, dict[str, bytes]] = {}
         # Attempts under way per (scheme, host, port), capped by settings.max_per_host, and
@@ -924,7 +925,32 @@ class Hooks(MultiService):
         self._host_free(host)
         return result
 
+    def observe_updates(
+        self, observer: Callable[[Delivery, DeliveryUpdate], object]
+    ) -> Callable[[], None]:
+        """
+        Call ``observer(delivery, update)`` for every attempt outcome once it is recorded
+        (successes included, which no operational event announces): for metrics and
+        audit trails. An observer that raises is logged and does not disturb delivery.
+
+        :return: a function that stops the observing.
+        """
+        self._observers.append(observer)
+
+        def stop() -> None:
+            if observer in self._observers:
+                self._observers.remove(observer)
+
+        return stop
+
     def _on_update(self, delivery: Delivery, update: DeliveryUpdate) -> None:
+        for observer in self._observers:
+            try:
+                observer(delivery, update)
+            except Exception:
+                _log.failure(
+                    "an update observer failed for {delivery_id}", delivery_id=delivery.id
+                )
         attempt = update.attempt
         pending = self._pending.get(delivery.id)
         if pending is not None:
