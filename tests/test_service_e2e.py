@@ -1,0 +1,491 @@
+"""
+End-to-end tests of the service: the real ``twist hooks`` in a child process (run as
+``python -m twisted hooks`` from the repository, so the dropin in ``twisted/plugins`` is
+found however the project is installed), on a temporary SQLite file, with tokens made by
+the real ``twisted-hooks`` command (another child process), a real receiver on
+``127.0.0.1`` and requests over real sockets.
+
+The HTTP API is tested in depth in process by its own suite; here each error status is met
+once, through the running service. Every child process is killed when its test ends, and
+every wait has a deadline.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from standardwebhooks.webhooks import Webhook
+
+from twisted_hooks.webhooks.signing import verify
+
+ROOT = Path(__file__).resolve().parent.parent
+
+#: The longest any wait of these tests lasts.
+DEADLINE = 30.0
+
+CONFIG = """\
+[hooks]
+timeout = 3
+lease = 4
+poll_interval = 0.2
+shutdown_timeout = {shutdown_timeout}
+max_request_body = 4096
+
+[retry]
+schedule = 1, 1, 1, 1, 1
+jitter = 0
+
+[validators]
+ports =
+allowed_networks = 127.0.0.0/8
+"""
+
+
+def wait_for(condition: Callable[[], object], what: str, deadline: float = DEADLINE) -> Any:
+    """Poll ``condition`` until it returns something true; fail after ``deadline``."""
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {deadline:g} s waiting for {what}")
+
+
+# -- the receiver ----------------------------------------------------------------------------
+
+
+class Receiver:
+    """A webhook receiver on 127.0.0.1 that records each POST (header names in lower
+    case) and answers 204, after ``delay`` seconds."""
+
+    def __init__(self) -> None:
+        self.received: list[tuple[dict[str, str], bytes]] = []
+        self.started = 0
+        self.delay = 0.0
+        self.lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", "0"))
+                body = self.rfile.read(length)
+                with receiver.lock:
+                    receiver.started += 1
+                    delay = receiver.delay
+                time.sleep(delay)
+                with receiver.lock:
+                    receiver.received.append(
+                        ({k.lower(): v for k, v in self.headers.items()}, body)
+                    )
+                try:
+                    self.send_response(204)
+                    self.end_headers()
+                except OSError:
+                    pass  # the service went away meanwhile
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def bodies(self) -> list[Any]:
+        with self.lock:
+            return [json.loads(body) for _, body in self.received]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+# -- the service -----------------------------------------------------------------------------
+
+
+class Service:
+    """The service in a child process, and the ``twisted-hooks`` command beside it."""
+
+    def __init__(self, directory: Path, shutdown_timeout: float = 15) -> None:
+        self.directory = directory
+        self.database = f"sqlite:{directory / 'hooks.sqlite3'}"
+        self.config = directory / "hooks.ini"
+        self.config.write_text(CONFIG.format(shutdown_timeout=shutdown_timeout))
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log_path = directory / "service-0.log"
+        self.runs = 0
+        self.base = ""
+
+    def start(self) -> None:
+        self.log_path = self.directory / f"service-{self.runs}.log"
+        self.runs += 1
+        with self.log_path.open("wb") as log:
+            self.process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "twisted",
+                    "--log-format=text",
+                    "hooks",
+                    "--listen",
+                    "tcp:0:interface=127.0.0.1",
+                    "--database",
+                    self.database,
+                    "--config",
+                    str(self.config),
+                ],
+                cwd=ROOT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+
+        def listening() -> str | None:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise AssertionError(f"the service exited at start:\n{self.log()}")
+            found = re.search(r"listening on (http://127\.0\.0\.1:\d+/)", self.log())
+            return found.group(1) if found else None
+
+        self.base = wait_for(listening, "the service to listen")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def terminate(self) -> int:
+        """SIGTERM, and wait for the process to end."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        status = self.process.wait(timeout=DEADLINE)
+        self.process = None
+        return status
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=DEADLINE)
+        self.process = None
+
+    def cli(self, *argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """Run ``twisted-hooks ARGV --database ... --config ...``."""
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "twisted_hooks.service.cli",
+                *argv,
+                "--database",
+                self.database,
+                "--config",
+                str(self.config),
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=DEADLINE,
+        )
+        if check:
+            assert result.returncode == 0, result.stderr
+        return result
+
+    def token(self, name: str, scopes: str = "publish,subscribe", owner: str = "") -> str:
+        argv = ["token", "create", name, "--scopes", scopes]
+        if owner:
+            argv += ["--owner", owner]
+        return self.cli(*argv).stdout.strip()
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        token: str | None = None,
+        body: object = None,
+        raw: bytes | None = None,
+        content_type: str = "application/json",
+    ) -> tuple[int, dict[str, str], Any]:
+        """One API request; the status, headers and decoded JSON (or text) answer."""
+        data = raw if raw is not None else None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(self.base + path.lstrip("/"), data=data, method=method)
+        if data is not None:
+            request.add_header("Content-Type", content_type)
+        if token is not None:
+            request.add_header("Authorization", f"Bearer {token}")
+        try:
+            with urllib.request.urlopen(request, timeout=DEADLINE) as response:
+                status, headers, payload = response.status, dict(response.headers), response.read()
+        except urllib.error.HTTPError as error:
+            status, headers, payload = error.code, dict(error.headers), error.read()
+        text = payload.decode("utf-8")
+        try:
+            return status, headers, json.loads(text) if text else None
+        except ValueError:
+            return status, headers, text
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    receiver = Receiver()
+    yield receiver
+    receiver.close()
+
+
+@pytest.fixture
+def service(tmp_path: Path) -> Iterator[Service]:
+    service = Service(tmp_path)
+    service.start()
+    yield service
+    service.kill()
+
+
+# -- delivery --------------------------------------------------------------------------------
+
+
+def test_subscribe_publish_deliver_signed(service: Service, receiver: Receiver) -> None:
+    """A token made with the command subscribes a local receiver through the API; a
+    published event reaches it with every header, a valid Hook-HMAC and a Standard
+    Webhooks signature the standardwebhooks package accepts, and the command's
+    ``verify`` accepts it too."""
+    token = service.token("alice")
+    status, headers, hook = service.request(
+        "POST", "/hooks/", token, {"event": "order.*", "url": receiver.url}
+    )
+    assert status == 201, hook
+    assert headers["Location"] == hook["subscription"]
+    status, _, published = service.request(
+        "POST", "/events/", token, {"event": "order.paid", "data": {"order": 42}}
+    )
+    assert status == 202, published
+    assert published["deliveries"] == 1
+
+    wait_for(lambda: receiver.received, "the delivery")
+    received, body = receiver.received[0]
+    assert json.loads(body) == {"order": 42}
+    assert received["hook-event"] == "order.paid"
+    assert received["hook-subscription"] == hook["id"]
+    assert received["hook-delivery"] == received["webhook-id"]
+    assert received["user-agent"].startswith("twisted_hooks/")
+    assert received["content-type"] == "application/json"
+    secret = hook["hmac_secret"]
+    assert verify(received["hook-hmac"], "sha256", secret, body)
+    Webhook(secret).verify(body, received)
+
+    headers_file = service.directory / "headers.json"
+    headers_file.write_text(json.dumps(received))
+    body_file = service.directory / "body"
+    body_file.write_bytes(body)
+    checked = service.cli(
+        "verify", "--secret", secret, "--headers", str(headers_file), "--body", str(body_file)
+    )
+    assert checked.stdout.startswith("valid")
+    body_file.write_bytes(body.replace(b"42", b"24"))
+    tampered = service.cli(
+        "verify",
+        "--secret",
+        secret,
+        "--headers",
+        str(headers_file),
+        "--body",
+        str(body_file),
+        check=False,
+    )
+    assert tampered.returncode == 1
+    assert "invalid" in tampered.stderr
+
+    def delivered() -> bool:
+        _, _, log = service.request("GET", "/deliveries/?status=delivered", token)
+        return len(log) == 1
+
+    wait_for(delivered, "the delivery log to say delivered")
+
+
+def test_command_send_is_delivered_by_the_running_service(
+    service: Service, receiver: Receiver
+) -> None:
+    """``twisted-hooks subscribe`` and ``send`` write to the database; the running
+    service sees the new subscriber and the new delivery (it polls) and delivers it."""
+    service.cli("subscribe", "user.*", receiver.url)
+    sent = json.loads(service.cli("send", "user.created", "--data", '{"user": 7}').stdout)
+    assert sent["deliveries"] == 1
+    wait_for(lambda: receiver.bodies() == [{"user": 7}], "the delivery")
+
+
+def test_users_are_isolated(service: Service, receiver: Receiver) -> None:
+    """Two tokens with different owners: bob sees none of alice's subscriptions (404 for
+    her id, never 403), and bob's events do not reach alice's subscription."""
+    alice = service.token("alice", owner="alice")
+    bob = service.token("bob", owner="bob")
+    _, _, hook = service.request("POST", "/hooks/", alice, {"event": "*", "url": receiver.url})
+    assert service.request("GET", "/hooks/", bob)[2] == []
+    assert [h["id"] for h in service.request("GET", "/hooks/", alice)[2]] == [hook["id"]]
+    assert service.request("GET", f"/hooks/{hook['id']}/", bob)[0] == 404
+    assert service.request("DELETE", f"/hooks/{hook['id']}/", bob)[0] == 404
+    status, _, published = service.request("POST", "/events/", bob, {"event": "a.b", "data": 1})
+    assert (status, published["deliveries"]) == (202, 0)
+    status, _, published = service.request("POST", "/events/", alice, {"event": "a.b", "data": 2})
+    assert (status, published["deliveries"]) == (202, 1)
+    wait_for(lambda: receiver.bodies() == [2], "alice's delivery")
+    assert service.request("GET", "/deliveries/", bob)[2] == []
+
+
+def test_error_statuses(service: Service, receiver: Receiver) -> None:
+    """Each error status of the API, once, through the running service, as JSON naming
+    the problem: 400, 401 (no, bad and revoked token), 403, 404, 405, 413, 415."""
+    token = service.token("alice")
+    publisher = service.token("publisher", scopes="publish")
+    revoked = service.token("gone")
+    service.cli("token", "revoke", "gone")
+
+    status, _, error = service.request("POST", "/hooks/", token, {"event": "a.*"})
+    assert (status, error["error"], error["field"]) == (400, "invalid", "url")
+    status, _, error = service.request(
+        "POST", "/hooks/", token, {"event": "a.*", "url": "ftp://127.0.0.1/x"}
+    )
+    assert (status, error.get("field")) == (400, "url")
+
+    for bad in (None, "thk_not-a-token", revoked):
+        status, headers, error = service.request("GET", "/hooks/", bad)
+        assert status == 401, (bad, error)
+        assert headers["WWW-Authenticate"].startswith("Bearer")
+    status, _, error = service.request(
+        "POST", "/hooks/", publisher, {"event": "a.*", "url": receiver.url}
+    )
+    assert status == 403
+    assert "subscribe" in error["detail"]
+    status, _, error = service.request(
+        "GET", "/hooks/00000000-0000-0000-0000-000000000000/", token
+    )
+    assert status == 404
+    status, headers, error = service.request("PUT", "/events/", token, {"event": "a"})
+    assert status == 405
+    assert "POST" in headers["Allow"]
+    status, _, error = service.request("POST", "/events/", token, raw=b"{" + b" " * 5000 + b"}")
+    assert status == 413
+    status, _, error = service.request(
+        "POST", "/events/", token, raw=b"event=a", content_type="text/plain"
+    )
+    assert status == 415
+
+
+def test_health_metrics_openapi(service: Service) -> None:
+    """``/healthz``, ``/metrics`` and ``/openapi.json`` answer without a token."""
+    assert service.request("GET", "/healthz")[0] == 200
+    status, _, metrics = service.request("GET", "/metrics")
+    assert status == 200
+    assert "twisted_hooks_" in metrics
+    status, _, spec = service.request("GET", "/openapi.json")
+    assert status == 200
+    assert "/hooks/" in spec["paths"]
+
+
+# -- starting and stopping -------------------------------------------------------------------
+
+
+def test_sigterm_with_deliveries_pending_then_restart(tmp_path: Path, receiver: Receiver) -> None:
+    """SIGTERM while a slow receiver holds attempts open: the service stops within its
+    shutdown_timeout, saying the unfinished attempts stay in the store; restarted on the
+    same SQLite file, it delivers every event (at least once, same delivery ids)."""
+    service = Service(tmp_path, shutdown_timeout=0.5)
+    try:
+        service.start()
+        token = service.token("alice")
+        _, _, hook = service.request(
+            "POST", "/hooks/", token, {"event": "job.*", "url": receiver.url}
+        )
+        receiver.delay = 2.0
+        for number in range(5):
+            status, _, _ = service.request(
+                "POST", "/events/", token, {"event": "job.done", "data": {"n": number}}
+            )
+            assert status == 202
+        wait_for(lambda: receiver.started >= 1, "an attempt to be under way")
+        began = time.monotonic()
+        status = service.terminate()
+        assert time.monotonic() - began < 10
+        assert status in (0, -signal.SIGTERM), status
+        log = service.log()
+        assert "stopped listening" in log
+        assert "the store is closed" in log
+        assert "stay in the store under their lease" in log
+        assert "Unhandled error" not in log
+
+        receiver.delay = 0.0
+        service.start()
+        wanted = [{"n": n} for n in range(5)]
+
+        def all_delivered() -> bool:
+            bodies = receiver.bodies()
+            return all(body in bodies for body in wanted)
+
+        wait_for(all_delivered, "every delivery after the restart")
+        with receiver.lock:
+            ids = {headers["hook-delivery"] for headers, _ in receiver.received}
+        assert len(ids) == 5
+
+        def log_says_delivered() -> bool:
+            _, _, log = service.request("GET", f"/deliveries/?hook={hook['id']}", token)
+            return sorted(d["status"] for d in log) == ["delivered"] * 5
+
+        wait_for(log_says_delivered, "the delivery log to say delivered")
+        assert service.terminate() in (0, -signal.SIGTERM)
+    finally:
+        service.kill()
+
+
+def run_failing(argv: list[str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "twisted", "--log-format=text", "hooks", *argv],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE,
+        env={**os.environ, "TWISTED_HOOKS_HOOKS_SHUTDOWN_TIMEOUT": "1"},
+    )
+
+
+def test_port_taken(tmp_path: Path, receiver: Receiver) -> None:
+    """A port already taken stops the service with exit status 1 and one critical line
+    saying what to do, without a traceback."""
+    host, port = receiver.server.server_address[:2]
+    result = run_failing(
+        ["--listen", f"tcp:{port}:interface={host}", "--database", f"sqlite:{tmp_path}/db"]
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"cannot listen on 'tcp:{port}:interface={host}'" in result.stdout
+    assert "choose another with --listen" in result.stdout
+    assert "Traceback" not in result.stdout
+
+
+def test_database_cannot_be_opened(tmp_path: Path) -> None:
+    """A database that cannot be opened stops the service with exit status 1, naming it."""
+    missing = tmp_path / "missing" / "hooks.sqlite3"
+    result = run_failing(
+        ["--listen", "tcp:0:interface=127.0.0.1", "--database", f"sqlite:{missing}"]
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "cannot start" in result.stdout
+    assert "does not exist" in result.stdout
+    assert "Traceback" not in result.stdout
+
+
+def test_bad_configuration_is_a_usage_error(tmp_path: Path) -> None:
+    """A configuration error is reported before anything starts, as a usage error."""
+    config = tmp_path / "bad.ini"
+    config.write_text("[hooks]\ntimeout = soon\n")
+    result = run_failing(["--config", str(config)])
+    assert result.returncode not in (0, 1)
+    assert "timeout" in result.stdout + result.stderr
