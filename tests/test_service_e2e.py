@@ -29,7 +29,15 @@ from typing import Any
 
 import pytest
 from standardwebhooks.webhooks import Webhook
+from twisted.internet import reactor
+from twisted.internet.error import CannotListenError
+from twisted.internet.protocol import Factory
+from twisted.python import usage
+from twisted.trial.unittest import TestCase
 
+from twisted_hooks.registry import get_dispatcher
+from twisted_hooks.service.config import load_config
+from twisted_hooks.service.tap import HooksService, Options
 from twisted_hooks.webhooks.signing import verify
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -489,3 +497,66 @@ def test_bad_configuration_is_a_usage_error(tmp_path: Path) -> None:
     result = run_failing(["--config", str(config)])
     assert result.returncode not in (0, 1)
     assert "timeout" in result.stdout + result.stderr
+
+
+# -- the service object, in process ----------------------------------------------------------
+
+
+class HooksServiceTests(TestCase):
+    """:class:`HooksService` on the real reactor, with the memory store: what ``twist``
+    does, without the child process."""
+
+    def service(self, **overrides: str) -> tuple[HooksService, list[str]]:
+        config = load_config(
+            None,
+            environ={},
+            overrides={"listen": "tcp:0:interface=127.0.0.1", "database": "memory:", **overrides},
+        )
+        failures: list[str] = []
+        return HooksService(config, reactor, on_failure=failures.append), failures
+
+    async def test_start_registers_the_dispatcher_and_listens_last(self) -> None:
+        """Once started, the application's dispatcher is the registry's, the application
+        runs and the API listens; stopping closes the port first, then the store."""
+        service, failures = self.service()
+        service.startService()
+        await service.when_started()
+        assert service.hooks is not None and service.port is not None
+        assert get_dispatcher(service.registry) is service.hooks.dispatcher
+        assert service.hooks.running
+        hooks = service.hooks
+        await service.stopService()
+        assert service.port is None and service.store is None
+        assert not hooks.running
+        assert failures == []
+
+    async def test_port_taken_reports_a_failure(self) -> None:
+        """A port already taken fails ``started`` and calls ``on_failure`` with a sentence
+        naming the endpoint; what was started is stopped again."""
+        taken = reactor.listenTCP(0, Factory(), interface="127.0.0.1")
+        self.addCleanup(taken.stopListening)
+        port = taken.getHost().port
+        service, failures = self.service(listen=f"tcp:{port}:interface=127.0.0.1")
+        service.startService()
+        with pytest.raises(CannotListenError):
+            await service.when_started()
+        await service.stopService()
+        assert len(failures) == 1
+        assert f"cannot listen on 'tcp:{port}:interface=127.0.0.1'" in failures[0]
+        assert service.hooks is None and service.store is None
+
+
+def test_options_errors_are_usage_errors(tmp_path: Path) -> None:
+    """A bad --allow-network, database URL or configuration file is a UsageError from
+    the plugin's options, before anything starts."""
+    for argv in (
+        ["--allow-network", "not-a-network"],
+        ["--database", "mysql://x"],
+        ["--config", str(tmp_path / "missing.ini")],
+    ):
+        with pytest.raises(usage.UsageError):
+            Options().parseOptions(argv)
+    options = Options()
+    options.parseOptions(["--allow-network", "127.0.0.0/8", "--database", "memory:"])
+    assert options.service_config is not None
+    assert options.service_config.database == "memory:"

@@ -182,8 +182,7 @@ class HooksService(MultiService):
     :ivar store: the open store, once started.
     :ivar hooks: the webhook application, once started.
     :ivar port: the API's listening port, once listening.
-    :ivar started: a Deferred firing ``None`` once listening, or failing with the reason
-        the service could not start.
+    Wait for the start with :meth:`when_started`.
     """
 
     def __init__(
@@ -203,7 +202,8 @@ class HooksService(MultiService):
         self.hooks: Hooks | None = None
         self.port: IListeningPort | None = None
         self.listeners: LoadedListeners | None = None
-        self.started: Deferred[None] = Deferred()
+        self._start_outcome: Failure | bool | None = False  # False: not known yet
+        self._start_waiters: list[Deferred[None]] = []
         self._starting: Deferred[None] | None = None
         self._stopping: Deferred[None] | None = None
 
@@ -273,7 +273,8 @@ class HooksService(MultiService):
                 port=port,
                 database=_describe_database(self.config.database),
             )
-        self.started.callback(None)
+        self._start_outcome = None
+        self._tell_waiters()
 
     def _start_failed(self, failure: Failure) -> Deferred[None]:
         reason = describe_start_failure(failure, self.config)
@@ -283,8 +284,8 @@ class HooksService(MultiService):
             _log.critical(
                 "twisted_hooks cannot start: {reason}", reason=reason, log_failure=failure
             )
-        self.started.errback(failure)
-        self.started.addErrback(lambda _: None)
+        self._start_outcome = failure
+        self._tell_waiters()
         stopped = self._teardown()
 
         def report(_: object) -> None:
@@ -292,6 +293,25 @@ class HooksService(MultiService):
                 self._on_failure(reason)
 
         return stopped.addBoth(report)
+
+    def when_started(self) -> Deferred[None]:
+        """
+        A Deferred firing ``None`` once the API listens, or failing with the reason the
+        service could not start.
+        """
+        waiter: Deferred[None] = Deferred()
+        self._start_waiters.append(waiter)
+        if self._start_outcome is not False:
+            self._tell_waiters()
+        return waiter
+
+    def _tell_waiters(self) -> None:
+        waiters, self._start_waiters = self._start_waiters, []
+        for waiter in waiters:
+            if isinstance(self._start_outcome, Failure):
+                waiter.errback(self._start_outcome)
+            else:
+                waiter.callback(None)
 
     # -- stopping ----------------------------------------------------------------------------
 
