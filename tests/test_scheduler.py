@@ -838,3 +838,27 @@ class StopFlushTests(CountingTestCase):
         self.attempts.finish("a")
         self.assertEqual(self.counting.records, [["a"]])
         self.assertIsNone(self.successResultOf(stopped))
+
+
+class AbandonTests(CountingTestCase):
+    """abandon: a shutdown deadline passed; what is under way is left to its lease."""
+
+    def test_abandoned_attempts_are_not_recorded(self) -> None:
+        """
+        After stopService and abandon, the stop's Deferred fires at once; an attempt that
+        ends later is not recorded (its delivery stays in flight under its lease) and
+        nothing is logged as an error.
+        """
+        self.attempts.script = {"a": [HOLD]}
+        self.enqueue(delivery("a"))
+        scheduler = self.scheduler()
+        stopped = scheduler.stopService()
+        self.assertNoResult(stopped)
+        scheduler.abandon()
+        self.successResultOf(stopped)
+        self.attempts.finish("a")
+        self.settle()
+        self.assertEqual(self.counting.records, [])
+        self.assertEqual(self.status("a"), IN_FLIGHT)
+        self.assertEqual(scheduler.in_flight, 0)
+        self.assertEqual(self.flushLoggedErrors(), [])

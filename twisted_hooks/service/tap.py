@@ -367,6 +367,7 @@ class HooksService(MultiService):
             )
         finished = await _within(hooks.stopService(), timeout, self._reactor)
         if not finished:
+            hooks.scheduler.abandon()
             _log.warn(
                 "{count} attempt(s) still under way after {timeout:g} s; they stay in the "
                 "store under their lease and are attempted again after a restart",

@@ -132,6 +132,7 @@ class Scheduler(Service):
         self._idle_waiters: list[Deferred[None]] = []
         self._unrecorded: list[tuple[Delivery, DeliveryUpdate]] = []
         self._record_timer: IDelayedCall | None = None
+        self._abandoned = False
 
     @property
     def in_flight(self) -> int:
@@ -158,6 +159,23 @@ class Scheduler(Service):
         self._cancel_timer()
         self._flush()
         return self.wait_in_flight()
+
+    def abandon(self) -> None:
+        """
+        Give up on the attempts still under way (a shutdown deadline passed): when they
+        end, their outcomes are not recorded, so their deliveries stay in flight under
+        their leases and are attempted again once the leases expire (after a restart, or
+        by another process). Call it after :meth:`stopService`, before closing the store.
+        """
+        self._abandoned = True
+        if self._in_flight:
+            _log.info(
+                "{count} attempt(s) under way are left to their leases",
+                count=len(self._in_flight),
+            )
+        for waiter in self._idle_waiters:
+            waiter.callback(None)
+        self._idle_waiters = []
 
     # -- claiming --------------------------------------------------------------------------
 
@@ -262,6 +280,12 @@ class Scheduler(Service):
         outcome.addBoth(self._attempted, delivery)
 
     def _attempted(self, outcome: object, delivery: Delivery) -> None:
+        if self._abandoned:
+            # The outcome is not recorded: the delivery stays under its lease.
+            del self._in_flight[delivery.id]
+            if isinstance(outcome, Failure):
+                outcome.trap(Exception)
+            return
         if isinstance(outcome, Failure):
             _log.failure("attempt of {delivery_id} raised", outcome, delivery_id=delivery.id)
             error = outcome.value
