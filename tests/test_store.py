@@ -24,7 +24,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThread
 from twisted.python import threadable
-from twisted.trial.unittest import TestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface.verify import verifyObject
 
 from twisted_hooks.interfaces import IDeliveryStore, IHealthStore, ISubscriberStore, ITokenStore
@@ -1086,3 +1086,23 @@ class PostgresStoreTests(SQLStoreTests, TestCase):
         every = [i for ids in results for i in ids] + leftover
         self.assertEqual(len(every), len(set(every)))
         self.assertEqual(len(every), count)
+
+
+class MissingDriverTests(SynchronousTestCase):
+    """A PostgreSQL URL without psycopg installed is a clear StoreError."""
+
+    def test_psycopg_missing(self) -> None:
+        """When psycopg cannot be imported, PostgresStore says what to install."""
+        import builtins
+
+        real_import = builtins.__import__
+
+        def no_psycopg(name: str, *args: Any, **kwargs: Any) -> Any:
+            if name == "psycopg" or name.startswith("psycopg."):
+                raise ImportError(f"No module named {name!r}")
+            return real_import(name, *args, **kwargs)
+
+        self.patch(builtins, "__import__", no_psycopg)
+        with self.assertRaises(StoreError) as caught:
+            PostgresStore("postgresql://postgres@127.0.0.1/test")
+        self.assertIn("pip install 'twisted_hooks[postgres]'", str(caught.exception))

@@ -14,6 +14,7 @@ from typing import Any
 from twisted.enterprise.adbapi import ConnectionPool
 from twisted.internet.interfaces import IReactorTime
 
+from twisted_hooks.store.base import StoreError
 from twisted_hooks.store.schema import POSTGRESQL
 from twisted_hooks.store.sql import (
     CLAIMABLE,
@@ -82,7 +83,13 @@ class PostgresStore(SQLStore):
         max_connections: int = 5,
         refresh_interval: float | None = None,
     ) -> None:
-        from psycopg.conninfo import conninfo_to_dict, make_conninfo
+        try:
+            from psycopg.conninfo import conninfo_to_dict, make_conninfo
+        except ImportError:
+            raise StoreError(
+                "a PostgreSQL database needs psycopg 3, which is not installed: "
+                "pip install 'twisted_hooks[postgres]'"
+            ) from None
 
         check_refresh_interval(refresh_interval)
         if reactor is None:
