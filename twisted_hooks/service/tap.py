@@ -182,6 +182,7 @@ class HooksService(MultiService):
     :ivar store: the open store, once started.
     :ivar hooks: the webhook application, once started.
     :ivar port: the API's listening port, once listening.
+
     Wait for the start with :meth:`when_started`.
     """
 
