@@ -69,6 +69,8 @@ html_title = f"twisted_hooks {release}"
 doctest_test_doctest_blocks = ""
 # Unlike Sphinx's default, compare exception messages too: the guide quotes them.
 doctest_default_flags = doctest.ELLIPSIS | doctest.DONT_ACCEPT_TRUE_FOR_1
+# The service guide's listener example (doc/examples/tally_listener.py) is imported by name.
+doctest_path = [str(ROOT / "doc" / "examples")]
 
 
 # -- zope interfaces -------------------------------------------------------------------------

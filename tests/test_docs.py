@@ -76,6 +76,45 @@ def test_news_fragments_build_with_towncrier() -> None:
         assert first_words in " ".join(result.stdout.split()), fragment.name
 
 
+def guide_section(page: str, title: str) -> str:
+    """The text of the section titled ``title`` in ``doc/<page>.rst``, up to the next title
+    (of any level)."""
+    text = (DOC / f"{page}.rst").read_text(encoding="utf-8")
+    match = re.search(rf"^{re.escape(title)}\n[~\-=^]{{3,}}\n", text, re.MULTILINE)
+    assert match is not None, f"doc/{page}.rst has no section {title!r}"
+    rest = text[match.end() :]
+    following = re.search(r"^\S.*\n[~\-=^]{3,}\n", rest, re.MULTILINE)
+    return rest if following is None else rest[: following.start()]
+
+
+def test_every_configuration_key_is_in_the_service_guide() -> None:
+    """Every key of :data:`twisted_hooks.service.config.DEFAULTS` has a row, with its
+    default, in its section's table of doc/service.rst."""
+    from twisted_hooks.service.config import DEFAULTS
+
+    missing = []
+    for section, keys in DEFAULTS.items():
+        table = guide_section("service", f"``[{section}]``")
+        for key, default in keys.items():
+            shown = re.escape(f"``{default}``") if default else r"\(empty\)"
+            if not re.search(rf"^``{re.escape(key)}``\s+{shown}(\s|$)", table, re.MULTILINE):
+                missing.append(f"[{section}] {key} = {default!r}")
+    assert not missing, f"not in doc/service.rst with their defaults: {missing}"
+
+
+def test_every_api_route_is_in_the_service_guide() -> None:
+    """Every route the HTTP API serves is in the route table of doc/service.rst."""
+    from twisted_hooks.service.api import routes
+
+    table = guide_section("service", "The HTTP API")
+    missing = [
+        f"{method} {path}"
+        for method, path in routes()
+        if not re.search(rf"^{method}\s+``{re.escape(path)}``\s", table, re.MULTILINE)
+    ]
+    assert not missing, f"not in the route table of doc/service.rst: {missing}"
+
+
 #: The modules the API reference covers. A name a package exports is documented once, as
 #: ``<package>.<name>``, wherever it is defined: ``twisted_hooks.EventDispatcher``,
 #: ``twisted_hooks.webhooks.Hooks``, ``twisted_hooks.store.open_store``.
@@ -109,6 +148,15 @@ API_MODULES = [
     "twisted_hooks.store.postgres",
     "twisted_hooks.store.schema",
     "twisted_hooks.store.tokens",
+    "twisted_hooks.service",
+    "twisted_hooks.service.config",
+    "twisted_hooks.service.api",
+    "twisted_hooks.service.tokens",
+    "twisted_hooks.service.tap",
+    "twisted_hooks.service.cli",
+    "twisted_hooks.listeners",
+    "twisted_hooks.listeners.log",
+    "twisted_hooks.listeners.redis",
 ]
 
 #: The packages whose exported names are documented under the package's own name.
