@@ -257,6 +257,13 @@ class _Pending:
     options: SendOptions
 
 
+def _with_headers(subscriber: Subscriber, headers: tuple[tuple[str, str], ...]) -> Subscriber:
+    """``subscriber`` with a send's extra headers over its custom headers of the same name."""
+    names = {name.lower() for name, _ in headers}
+    kept = tuple(pair for pair in subscriber.headers if pair[0].lower() not in names)
+    return attrs.evolve(subscriber, headers=kept + headers)
+
+
 class WebhookHandler:
     """
     The dispatcher handler that turns webhook events into deliveries.
@@ -787,7 +794,7 @@ class Hooks(MultiService):
             return SendResult(event, duplicate=True)
         if deliveries:
             options = event.options
-            if options.has_callbacks or options.policy is not None:
+            if options.has_callbacks or options.policy is not None or options.headers:
                 pending = _Pending(event, options)
                 for delivery in deliveries:
                     self._pending[delivery.id] = pending
@@ -907,6 +914,8 @@ class Hooks(MultiService):
             return HoldBack(until, health.hold_reason(subscriber.id))
         pending = self._pending.get(delivery.id) if self._pending else None
         policy = pending.options.policy if pending is not None else None
+        if pending is not None and pending.options.headers:
+            subscriber = _with_headers(subscriber, pending.options.headers)
         attempted: Deferred[Attempt | HoldBack]
         try:
             if policy is not None and isinstance(self.sender, HTTPSender):

@@ -18,7 +18,7 @@ from twisted.internet.defer import Deferred
 from twisted_hooks.webhooks.delivery import Attempt, Delivery
 from twisted_hooks.webhooks.patterns import validate_event_name
 from twisted_hooks.webhooks.retry import RetryPolicy
-from twisted_hooks.webhooks.subscribers import Subscriber
+from twisted_hooks.webhooks.subscribers import Subscriber, _headers
 from twisted_hooks.webhooks.validators import IRecipientValidator, RecipientPolicy
 
 if TYPE_CHECKING:
@@ -58,6 +58,10 @@ class SendOptions:
     :ivar on_timeout: called with a :class:`Request` and the error when an attempt times
         out (``on_error`` is not called then).
     :ivar backend: ``"default"`` or ``"disabled"`` for this send.
+    :ivar headers: extra headers for every delivery of this send, as ``(name, value)``
+        pairs (a mapping is accepted), over the subscriber's custom headers of the same
+        name; the engine's own headers cannot be set. Like the callbacks they are kept in
+        this process only: a delivery attempted again after a restart goes without them.
     """
 
     timeout: float | None = None
@@ -69,6 +73,7 @@ class SendOptions:
     on_error: ErrorCallback | None = None
     on_timeout: ErrorCallback | None = None
     backend: str | None = None
+    headers: tuple[tuple[str, str], ...] = attrs.field(default=(), converter=_headers)
 
     @property
     def has_callbacks(self) -> bool:
