@@ -157,6 +157,11 @@ API_MODULES = [
     "twisted_hooks.listeners",
     "twisted_hooks.listeners.log",
     "twisted_hooks.listeners.redis",
+    "twisted_hooks.contrib.django",
+    "twisted_hooks.contrib.django.apps",
+    "twisted_hooks.contrib.django.backends",
+    "twisted_hooks.contrib.django.conf",
+    "twisted_hooks.contrib.django.signals",
 ]
 
 #: The packages whose exported names are documented under the package's own name.

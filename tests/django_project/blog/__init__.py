@@ -1,0 +1,1 @@
+"""The blog app of the test project: articles with webhooks."""
