@@ -78,6 +78,10 @@ disable_period = 0
 """
 
 
+#: A well-formed secret for static subscribers.
+SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+
 class ConfigTestCase(SynchronousTestCase):
     """Helpers: write a configuration file and load it."""
 
@@ -301,14 +305,16 @@ class FileTests(ConfigTestCase):
         a JSON object (here across two lines), a JSON list; pattern keys keep their case.
         """
         config = self.load(
-            """
+            f"""
+            [hooks]
+            secret = {SECRET}
             [subscribers]
             user.Created = https://example.com/hooks/user
             balance.negative = https://a.example.com/e
                 https://b.example.com/e
-            address.* = {"url": "https://foo.example.com/e",
-                "content_type": "application/x-www-form-urlencoded"}
-            order.* = [{"url": "https://c.example.com/e"}, "https://d.example.com/e"]
+            address.* = {{"url": "https://foo.example.com/e",
+                "content_type": "application/x-www-form-urlencoded"}}
+            order.* = [{{"url": "https://c.example.com/e"}}, "https://d.example.com/e"]
             """
         )
         self.assertEqual(
@@ -508,7 +514,7 @@ class EnvironmentTests(ConfigTestCase):
     def test_subscribers_override(self) -> None:
         """A subscriber pattern of the file is overridden by its variable."""
         config = self.load(
-            "[subscribers]\nuser.created = https://a.example.com/e\n",
+            f"[hooks]\nsecret = {SECRET}\n[subscribers]\nuser.created = https://a.example.com/e\n",
             environ={"TWISTED_HOOKS_SUBSCRIBERS_USER_CREATED": "https://b.example.com/e"},
         )
         self.assertEqual(config.static_subscribers, {"user.created": "https://b.example.com/e"})
@@ -816,9 +822,26 @@ class ErrorTests(ConfigTestCase):
         """A loopback subscriber is accepted once its network is allowed."""
         config = self.load(
             "[validators]\nports =\nallowed_networks = 127.0.0.0/8\n"
+            f"[hooks]\nsecret = {SECRET}\n"
             "[subscribers]\nuser.created = http://127.0.0.1:8080/hook\n"
         )
         self.assertEqual(config.static_subscribers, {"user.created": "http://127.0.0.1:8080/hook"})
+
+    def test_static_subscriber_needs_a_secret(self) -> None:
+        """
+        A static subscriber without an hmac_secret of its own, when [hooks] secret is
+        empty, is an error naming the pattern and saying what to set (a secret made up at
+        start would differ between restarts and nodes: nobody could verify); one with its
+        own hmac_secret needs no [hooks] secret.
+        """
+        message = self.error("[subscribers]\nuser.created = https://a.example.com/e\n")
+        self.assertIn("[subscribers] user.created has no hmac_secret of its own", message)
+        self.assertIn("set [hooks] secret", message)
+        config = self.load(
+            '[subscribers]\nuser.created = {"url": "https://a.example.com/e", '
+            f'"hmac_secret": "{SECRET}"}}\n'
+        )
+        self.assertEqual(config.static_subscribers["user.created"]["hmac_secret"], SECRET)  # type: ignore[index]
 
     def test_bad_listeners(self) -> None:
         """

@@ -669,6 +669,10 @@ def _settings(reader: _Reader, extra_networks: tuple[str, ...]) -> Settings:
     )
 
 
+#: Stands for "no secret given" while static subscribers are checked.
+_NO_SECRET = "whsec_bm8tc2VjcmV0LWdpdmVu"
+
+
 def _subscribers(
     reader: _Reader,
     section: Mapping[str, _Value],
@@ -701,7 +705,7 @@ def _subscribers(
             urls = text.split()
             entry = urls[0] if len(urls) == 1 else urls
         try:
-            subscribers, _ = parse_subscribers({pattern: entry}, secret or "whsec_check")
+            subscribers, _ = parse_subscribers({pattern: entry}, secret or _NO_SECRET)
             for subscriber in subscribers:
                 policy.check_url(subscriber.url)
         except (ValueError, TypeError, SecurityError) as error:
@@ -711,6 +715,18 @@ def _subscribers(
                 section=_SUBSCRIBERS,
                 key=pattern,
             ) from None
+        if any(subscriber.secret == _NO_SECRET for subscriber in subscribers):
+            # A secret made up at start would differ between processes and restarts: no
+            # receiver could verify the signatures.
+            raise ConfigError(
+                f"{value.source}: [{_SUBSCRIBERS}] {pattern} has no hmac_secret of its own "
+                f"and [hooks] secret is empty: set [hooks] secret (for instance to the "
+                f"output of python -c 'from twisted_hooks.webhooks import generate_secret; "
+                f"print(generate_secret())'), or give the subscriber an hmac_secret",
+                source=value.source,
+                section=_SUBSCRIBERS,
+                key=pattern,
+            )
         result[pattern] = entry
     return result
 
