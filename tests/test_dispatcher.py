@@ -1546,3 +1546,204 @@ class CostTests(DispatcherTestCase):
         self.assertEqual(calls, ["hit", "hit"])
         self.assertLessEqual(Counted.hashes, len(target.phases))
         self.assertLessEqual(Counted.comparisons, 2)
+
+
+class WhereTests(DispatcherTestCase):
+    """``add_event_handler(..., where=...)``: a filter on the event object."""
+
+    def test_false_skips_the_handler(self) -> None:
+        """A handler whose ``where`` returns something false is not called; true calls it."""
+        target = dispatcher()
+        recorder = Recorder()
+        self.add(target, recorder.handler("big"), where=lambda event: event > 10)
+        self.add(target, recorder.handler("truthy"), where=lambda event: [event][:event])
+        self.fire(target, 0)
+        self.fire(target, 11)
+        self.assertEqual(recorder.calls, [("big", 11), ("truthy", 11)])
+
+    def test_skipped_handler_has_no_outcome(self) -> None:
+        """A skipped handler is absent from the fire's outcomes; its siblings are there."""
+        target = dispatcher()
+        recorder = Recorder()
+        skipped = self.add(target, recorder.handler("skipped"), where=lambda event: False)
+        called = self.add(target, recorder.handler("called", "done"), where=lambda event: True)
+        plain = self.add(target, recorder.handler("plain", "ok"))
+        result = self.fire(target, "e")
+        self.assertEqual([o.handler_id for o in result.outcomes], [called, plain])
+        self.assertIsNone(result.for_handler(skipped))
+        self.assertTrue(result.succeeded)
+        self.assertEqual(recorder.names, ["called", "plain"])
+
+    def test_skipped_call_does_not_count_against_times(self) -> None:
+        """Fires that ``where`` turns away do not use up a ``times`` handler's calls."""
+        target = dispatcher()
+        recorder = Recorder()
+        handler_id = self.add(
+            target, recorder.handler("once"), times=1, where=lambda event: event == "yes"
+        )
+        self.fire(target, "no")
+        self.fire(target, "no")
+        self.assertIn(handler_id, target)
+        self.fire(target, "yes")
+        self.assertNotIn(handler_id, target)
+        self.fire(target, "yes")
+        self.assertEqual(recorder.calls, [("once", "yes")])
+
+    def test_raising_where_is_the_handlers_failure(self) -> None:
+        """
+        A ``where`` that raises is recorded as the handler's failure and logged at error
+        level (naming the filter); the handler is not called, its siblings are, and the
+        call counts against ``times``.
+        """
+        target = dispatcher()
+        recorder = Recorder()
+
+        def broken(event: object) -> bool:
+            raise ZeroDivisionError()
+
+        handler = recorder.handler("filtered")
+        handler_id = self.add(target, handler, times=1, where=broken)
+        self.add(target, recorder.handler("sibling"))
+        with capturedLogs() as events:
+            result = self.fire(target, "e")
+        self.assertEqual(recorder.names, ["sibling"])
+        outcome = result.for_handler(handler_id)
+        assert outcome is not None and outcome.failure is not None
+        self.assertTrue(outcome.failure.check(ZeroDivisionError))
+        self.assertEqual(outcome.handler_name, qualified(handler))
+        self.assertFalse(result.succeeded)
+        self.assert_where_logged(list(events), handler)
+        self.assertNotIn(handler_id, target)
+        self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
+
+    def assert_where_logged(
+        self, events: list[dict[str, Any]], handler: Callable[..., object]
+    ) -> None:
+        """Exactly one error event names ``handler`` and says its filter failed."""
+        matching = [e for e in events if e.get("handler") == qualified(handler)]
+        self.assertEqual(len(matching), 1, events)
+        (event,) = matching
+        self.assertEqual(event["log_level"], LogLevel.error)
+        self.assertEqual(event["log_namespace"], "twisted_hooks.dispatcher")
+        self.assertEqual(event["phase"], "during")
+        self.assertIn("where filter", event["log_format"])
+        self.assertTrue(event["log_failure"].check(ZeroDivisionError))
+
+    def test_q_as_where(self) -> None:
+        """A :class:`~twisted_hooks.Q` filters on the event object's attributes or keys."""
+        from twisted_hooks import Q
+
+        target = dispatcher()
+        recorder = Recorder()
+        self.add(
+            target,
+            recorder.handler("published"),
+            kind="article",
+            where=Q(state__eq="PUBLISHED") & ~Q(title__startswith="Draft"),
+        )
+        published = attrs.make_class("Article", ["state", "title"])
+        events: list[object] = [
+            published("PUBLISHED", "Hello"),
+            published("DRAFT", "Hello"),
+            published("PUBLISHED", "Draft: x"),
+            {"state": "PUBLISHED", "title": "From a dict"},
+            object(),
+        ]
+        for event in events:
+            self.fire(target, event, kind="article")
+        self.assertEqual([event for _, event in recorder.calls], [events[0], events[3]])
+
+    def test_q_transition_as_where(self) -> None:
+        """A transition Q reads the event's ``_previous_version``, Thorn's convention."""
+        from twisted_hooks import Q
+
+        target = dispatcher()
+        recorder = Recorder()
+        self.add(target, recorder.handler("now"), where=Q(state__now_eq="PUBLISHED"))
+        article = attrs.make_class("Article", ["state", "_previous_version"])
+        first = article("PUBLISHED", article("DRAFT", None))
+        again = article("PUBLISHED", article("PUBLISHED", None))
+        self.fire(target, first)
+        self.fire(target, again)
+        self.assertEqual(recorder.calls, [("now", first)])
+
+    def test_where_only_for_matched_handlers(self) -> None:
+        """
+        ``where`` is called only for handlers the match spec already matched, once per
+        fire each, and not for handlers removed or collected before their turn.
+        """
+        target = dispatcher()
+        recorder = Recorder()
+        asked: list[str] = []
+
+        def where(name: str) -> Callable[[object], bool]:
+            def check(event: object) -> bool:
+                asked.append(name)
+                return True
+
+            return check
+
+        for kind in ("a", "b", "c"):
+            self.add(target, recorder.handler(kind), kind=kind, where=where(kind))
+        self.add(target, recorder.handler("user"), user="ann", where=where("user"))
+        self.add(target, recorder.handler("any"), where=where("any"))
+        self.fire(target, "e", kind="b")
+        self.assertEqual(asked, ["b", "any"])
+        self.fire(target, "e", kind="z", user="ann")
+        self.assertEqual(asked, ["b", "any", "user", "any"])
+
+    def test_where_runs_at_the_handlers_turn(self) -> None:
+        """``where`` runs in the handler's phase, after the earlier phases' handlers."""
+        target = dispatcher()
+        recorder = Recorder()
+        state = {"ready": False}
+
+        def prepare(event: object) -> None:
+            state["ready"] = True
+
+        self.add(target, prepare, "before")
+        self.add(target, recorder.handler("after"), "after", where=lambda event: state["ready"])
+        self.fire(target, "e")
+        self.assertEqual(recorder.names, ["after"])
+
+    def test_where_removing_its_handler(self) -> None:
+        """A ``where`` that removes its own handler stops that call, without an error."""
+        target = dispatcher()
+        recorder = Recorder()
+        ids: list[int] = []
+
+        def remove_self(event: object) -> bool:
+            self.successResultOf(target.remove_event_handler(ids[0]))
+            return True
+
+        ids.append(self.add(target, recorder.handler("h"), times=2, where=remove_self))
+        result = self.fire(target, "e")
+        self.assertEqual(recorder.calls, [])
+        self.assertEqual(result.outcomes, ())
+        self.assertEqual(len(target), 0)
+
+    def test_where_not_callable(self) -> None:
+        """A ``where`` that is neither callable nor None is refused with TypeError."""
+        target = dispatcher()
+        with self.assertRaises(TypeError) as caught:
+            target.add_event_handler(Recorder().handler("h"), "during", where="state == 1")
+        self.assertIn("where must be a callable taking the event", str(caught.exception))
+        self.assertEqual(len(target), 0)
+
+    def test_where_is_reserved(self) -> None:
+        """``where`` cannot be an allowed match-spec keyword; the message lists the names."""
+        with self.assertRaises(ValueError) as caught:
+            EventDispatcher(["kind", "where"])
+        message = str(caught.exception)
+        self.assertIn("'where'", message)
+        self.assertIn(
+            "the reserved names are event, handler, phase, times, use_weakref, where", message
+        )
+
+    def test_where_default_none(self) -> None:
+        """Without ``where`` every matching handler is called, as before."""
+        target = dispatcher()
+        recorder = Recorder()
+        self.add(target, recorder.handler("h"), where=None)
+        self.fire(target, "e")
+        self.assertEqual(recorder.names, ["h"])

@@ -121,6 +121,7 @@ def test_every_api_route_is_in_the_service_guide() -> None:
 API_MODULES = [
     "twisted_hooks",
     "twisted_hooks.dispatcher",
+    "twisted_hooks.q",
     "twisted_hooks.interfaces",
     "twisted_hooks.sync",
     "twisted_hooks.registry",

@@ -14,6 +14,7 @@ from twisted_hooks.dispatcher import (
     HandlerOutcome,
 )
 from twisted_hooks.interfaces import IEventDispatcher
+from twisted_hooks.q import Q
 from twisted_hooks.registry import (
     DispatcherLookupError,
     get_dispatcher,
@@ -31,6 +32,7 @@ __all__ = [
     "Handler",
     "HandlerOutcome",
     "IEventDispatcher",
+    "Q",
     "__version__",
     "get_dispatcher",
     "query_dispatcher",

@@ -51,7 +51,10 @@ _by_id = attrgetter("id")
 
 # The parameters of add_event_handler and fire_event: a match spec or a fire could never
 # give a keyword of one of these names.
-_RESERVED_KEYWORDS = frozenset({"handler", "phase", "use_weakref", "times", "event"})
+_RESERVED_KEYWORDS = frozenset({"handler", "phase", "use_weakref", "times", "where", "event"})
+
+#: A handler's filter: called with the event; the handler runs only when it is true.
+_Where = Callable[[Any], object]
 
 
 def _no_keys(details: dict[str, object]) -> tuple[()]:
@@ -173,7 +176,17 @@ def weak_handler_ref(
 class _Entry:
     """One registered handler: how to reach it and where it sits in the index."""
 
-    __slots__ = ("get", "id", "key", "name", "phase_index", "remaining", "removed", "shape")
+    __slots__ = (
+        "get",
+        "id",
+        "key",
+        "name",
+        "phase_index",
+        "remaining",
+        "removed",
+        "shape",
+        "where",
+    )
 
     def __init__(
         self,
@@ -184,6 +197,7 @@ class _Entry:
         shape: tuple[str, ...],
         key: object,
         remaining: int | None,
+        where: _Where | None,
     ) -> None:
         self.id = handler_id
         self.get = get
@@ -192,6 +206,7 @@ class _Entry:
         self.shape = shape
         self.key = key
         self.remaining = remaining
+        self.where = where
         self.removed = False
 
 
@@ -215,7 +230,8 @@ class EventDispatcher:
     :param allowed_match_spec_keywords: the keywords handlers may constrain and fires may
         give as details. May be passed positionally. Each must be an identifier other than
         a parameter name of :meth:`add_event_handler` or :meth:`fire_event` (``handler``,
-        ``phase``, ``use_weakref``, ``times``, ``event``), or :class:`ValueError` is raised.
+        ``phase``, ``use_weakref``, ``times``, ``where``, ``event``), or
+        :class:`ValueError` is raised.
     :param phases: the phase names, in the order they run.
     :param reactor: the reactor this dispatcher and its collaborators use for time;
         ``None`` means the global reactor, looked up when first needed.
@@ -243,7 +259,7 @@ class EventDispatcher:
                 raise ValueError(
                     f"match-spec keyword {keyword!r} is a parameter name of add_event_handler "
                     "or fire_event, so it could never be passed as a keyword; choose another "
-                    "name"
+                    f"name (the reserved names are {', '.join(sorted(_RESERVED_KEYWORDS))})"
                 )
         if isinstance(phases, str):
             raise TypeError(f"phases must be a sequence of phase names, not {phases!r}")
@@ -351,13 +367,15 @@ class EventDispatcher:
         phase: str,
         use_weakref: bool = True,
         times: int | None = None,
+        where: Callable[[Any], object] | None = None,
         **match_spec: object,
     ) -> Deferred[int]:
         """
         Register ``handler`` to be called in ``phase`` for events matching ``match_spec``.
 
         A handler matches a fire when every keyword of its spec that is not ``None`` is
-        among the fire's details with an equal value; ``None`` is a wildcard.
+        among the fire's details with an equal value; ``None`` is a wildcard. ``where``
+        then filters on the event object itself.
 
         :param handler: called with the event object. It may return a value, a Deferred,
             or be an ``async def`` function.
@@ -366,15 +384,29 @@ class EventDispatcher:
             :class:`weakref.WeakMethod`), so that registering does not keep it alive; once
             it is collected it is removed. ``False`` holds it strongly.
         :param times: remove the handler after it has been called this many times.
+        :param where: a filter, such as a :class:`~twisted_hooks.Q`: a callable taking the
+            event, called (in the handler's phase, just before the handler would be) only
+            when the match spec matched. When it returns something false the handler is
+            skipped: it is not called, gets no outcome in the :class:`FireResult`, and the
+            fire does not count against ``times``. When it raises, that is the handler's
+            failure: logged and recorded as its outcome (and counted against ``times``),
+            the handler not being called. It is held strongly. ``None``, the default,
+            calls every matching handler.
         :param match_spec: keyword filters, each one of
             :attr:`allowed_match_spec_keywords`.
         :return: a Deferred, already fired, with the handler's id.
         :raise ValueError: for an unknown phase or keyword, or a ``times`` below 1.
-        :raise TypeError: for a handler that is not callable, an unhashable spec value,
-            or a handler that cannot be referenced weakly while ``use_weakref`` is true.
+        :raise TypeError: for a handler or a ``where`` that is not callable, an unhashable
+            spec value, or a handler that cannot be referenced weakly while
+            ``use_weakref`` is true.
         """
         if not callable(handler):
             raise TypeError(f"handler must be callable, got {handler!r}")
+        if where is not None and not callable(where):
+            raise TypeError(
+                f"where must be a callable taking the event (such as a Q), or None; got "
+                f"{type(where).__name__} {where!r}"
+            )
         phase_index = self._phase_index.get(phase)
         if phase_index is None:
             raise ValueError(
@@ -404,7 +436,7 @@ class EventDispatcher:
         self._purge()
         handler_id = next(self._ids)
         get = self._reference(handler, handler_id) if use_weakref else (lambda: handler)
-        entry = _Entry(handler_id, get, _describe(handler), phase_index, shape, key, times)
+        entry = _Entry(handler_id, get, _describe(handler), phase_index, shape, key, times, where)
         self._entries[handler_id] = entry
         shapes = self._index
         shape_index = shapes.get(shape)
@@ -583,6 +615,17 @@ class _Fire:
                 handler = entry.get()
                 if handler is None:
                     continue
+                where = entry.where
+                if where is not None:
+                    try:
+                        # Skipped when false, or when the filter removed its own handler.
+                        if not where(event) or entry.removed:
+                            continue
+                    except Exception:
+                        if entry.remaining is not None and not entry.removed:
+                            self.dispatcher._call_used(entry)
+                        outcomes.append(self._failed(entry, phase, Failure(), where))
+                        continue
                 if entry.remaining is not None:
                     self.dispatcher._call_used(entry)
                 try:
@@ -635,9 +678,14 @@ class _Fire:
                         )
                 dispatcher._wake_stop_waiters()
 
-    def _failed(self, entry: _Entry, phase: str, failure: Failure) -> HandlerOutcome:
+    def _failed(
+        self, entry: _Entry, phase: str, failure: Failure, where: _Where | None = None
+    ) -> HandlerOutcome:
         _log.failure(
-            "event handler {handler} failed in phase {phase} for event {event!r}",
+            "the where filter of event handler {handler} failed in phase {phase} for "
+            "event {event!r}"
+            if where is not None
+            else "event handler {handler} failed in phase {phase} for event {event!r}",
             failure,
             LogLevel.error,
             handler=entry.name,

@@ -44,10 +44,17 @@ class IEventDispatcher(Interface):
         phase: str,
         use_weakref: bool = True,
         times: int | None = None,
+        # Typed Any rather than Callable[[Any], object] | None: callers that forward a
+        # **match_spec dict of objects (twisted_hooks.sync) type-check against it.
+        where: Any = None,
         **match_spec: object,
     ) -> Deferred[int]:
         """
         Register ``handler`` to be called in ``phase`` for events matching ``match_spec``.
+
+        ``where``, when given, is called with the event for each fire the match spec
+        matched, just before the handler would be; the handler is called only when it
+        returns something true (a :class:`twisted_hooks.Q` is such a callable).
 
         :return: a :class:`~twisted.internet.defer.Deferred` firing the handler's id.
         :raise ValueError: at once, for an unknown phase or keyword.
