@@ -132,6 +132,7 @@ API_MODULES = [
     "twisted_hooks.webhooks.delivery",
     "twisted_hooks.webhooks.encoding",
     "twisted_hooks.webhooks.events",
+    "twisted_hooks.webhooks.models",
     "twisted_hooks.webhooks.health",
     "twisted_hooks.webhooks.patterns",
     "twisted_hooks.webhooks.retry",
