@@ -43,7 +43,7 @@ package does not need Django to be configured; sending does.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from twisted_hooks.contrib.django.backends import (
     ServiceError,
@@ -95,7 +95,7 @@ class ModelEvent(_models.ModelEvent):
         given = self._signal_honors_transaction
         return load_config().signal_honors_transaction if given is None else bool(given)
 
-    def _dispatches_on_m2m(self, kind: str, related_field: str) -> ModelEvent:
+    def _dispatches_on_m2m(self: _Event, kind: str, related_field: str) -> _Event:
         if not isinstance(related_field, str) or not related_field:
             raise TypeError(
                 f"dispatches_on_{kind}() takes the name of the many-to-many field, such as "
@@ -106,20 +106,24 @@ class ModelEvent(_models.ModelEvent):
         self._set_default_dispatch(kind)
         return self
 
-    def dispatches_on_m2m_add(self, related_field: str) -> ModelEvent:
+    def dispatches_on_m2m_add(self: _Event, related_field: str) -> _Event:
         """Send this event when objects are added to ``related_field``
         (``article.tags.add(tag)``); returns the event."""
         return self._dispatches_on_m2m(M2M_ADD, related_field)
 
-    def dispatches_on_m2m_remove(self, related_field: str) -> ModelEvent:
+    def dispatches_on_m2m_remove(self: _Event, related_field: str) -> _Event:
         """Send this event when objects are removed from ``related_field``
         (``article.tags.remove(tag)``); returns the event."""
         return self._dispatches_on_m2m(M2M_REMOVE, related_field)
 
-    def dispatches_on_m2m_clear(self, related_field: str) -> ModelEvent:
+    def dispatches_on_m2m_clear(self: _Event, related_field: str) -> _Event:
         """Send this event when ``related_field`` is cleared (``article.tags.clear()``);
         returns the event."""
         return self._dispatches_on_m2m(M2M_CLEAR, related_field)
+
+
+#: What the ``dispatches_on_m2m_*`` methods return: the event they were called on.
+_Event = TypeVar("_Event", bound=ModelEvent)
 
 
 class model_reverser(_models.model_reverser):

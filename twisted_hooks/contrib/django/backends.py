@@ -31,7 +31,7 @@ from twisted_hooks.webhooks.subscribers import sender_ident
 
 if TYPE_CHECKING:
     from twisted_hooks.sync import BlockingHooks
-    from twisted_hooks.webhooks.models import ModelEvent
+    from twisted_hooks.webhooks import models
 
 __all__ = [
     "Backend",
@@ -67,7 +67,7 @@ class Outgoing:
     :ivar headers: extra request headers, or ``None``.
     """
 
-    event: ModelEvent
+    event: models.ModelEvent
     name: str
     payload: object
     sender: object
