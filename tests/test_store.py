@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import datetime
 import os
+import shutil
 import sqlite3
+import tempfile
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -921,8 +923,15 @@ class SQLiteStoreTests(SQLStoreTests, TestCase):
     """The store suite against :class:`SQLiteStore` on a temporary file."""
 
     async def setUp(self) -> None:
-        self.path = os.path.abspath(self.mktemp()) + ".db"  # type: ignore[attr-defined]
+        self.path = self.scratch("store.db")
         await super().setUp()
+
+    def scratch(self, name: str) -> str:
+        """A path in a temporary directory removed after the test (after the store's own
+        cleanups, which were registered later and run first)."""
+        directory = tempfile.mkdtemp(prefix="twisted-hooks-store-")
+        self.addCleanup(shutil.rmtree, directory, True)
+        return os.path.join(directory, name)
 
     def url(self) -> str:
         """``sqlite:`` and the test's file."""
@@ -935,7 +944,7 @@ class SQLiteStoreTests(SQLStoreTests, TestCase):
 
     async def test_migrate_from_older_version(self) -> None:
         """A database at version 1 gets the later steps, and only those."""
-        path = os.path.abspath(self.mktemp()) + ".db"  # type: ignore[attr-defined]
+        path = self.scratch("old.db")
 
         def old() -> None:
             connection = sqlite3.connect(path, isolation_level=None)
