@@ -50,7 +50,7 @@ from twisted.python.failure import Failure
 from twisted.web.client import HTTPConnectionPool, ResponseDone
 from twisted.web.http import PotentialDataLoss
 from twisted.web.http_headers import Headers
-from twisted.web.iweb import UNKNOWN_LENGTH, IAgent, IBodyProducer, IPolicyForHTTPS, IResponse
+from twisted.web.iweb import IAgent, IBodyProducer, IPolicyForHTTPS, IResponse
 from zope.interface import implementer
 
 import twisted
@@ -58,7 +58,7 @@ from twisted_hooks._version import __version__
 from twisted_hooks.interfaces import IWebhookSender
 from twisted_hooks.webhooks.delivery import Attempt, Delivery, ErrorKind
 from twisted_hooks.webhooks.retry import parse_retry_after
-from twisted_hooks.webhooks.safe_agent import RecipientLookupError, SafeEndpointFactory
+from twisted_hooks.webhooks.safe_agent import RecipientLookupError, safe_agent
 from twisted_hooks.webhooks.signing import signature_headers
 from twisted_hooks.webhooks.subscribers import Subscriber
 from twisted_hooks.webhooks.validators import RecipientPolicy, SecurityError
@@ -326,14 +326,9 @@ class HTTPSender:
             pool.cachedConnectionTimeout = int(self._idle_timeout)
             pool.retryAutomatically = False
             self._pools.append(pool)
-            endpoints = SafeEndpointFactory(reactor=self._reactor, policy=policy)
-            if self._tls_policy is not None:
-                endpoints = SafeEndpointFactory(
-                    reactor=self._reactor, policy=policy, tls_policy=self._tls_policy
-                )
-            from twisted.web.client import Agent
-
-            agent = _IdentityEncoding(Agent.usingEndpointFactory(self._reactor, endpoints, pool))
+            agent = _IdentityEncoding(
+                safe_agent(self._reactor, policy, pool=pool, tls_policy=self._tls_policy)
+            )
             jar = CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
             client = HTTPClient(agent, cookiejar=jar, data_to_body_producer=_body_producer)  # type: ignore[arg-type]
             self._clients[(policy, keepalive)] = client
@@ -529,8 +524,3 @@ class HTTPSender:
         self._clients.clear()
         closing = [pool.closeCachedConnections() for pool in pools]
         return DeferredList(closing, consumeErrors=True).addCallback(lambda _: None)
-
-
-# Referenced for its documented meaning: a response of unknown length is read until the
-# connection says it is done.
-_ = UNKNOWN_LENGTH
