@@ -700,8 +700,7 @@ class BlockingHooks(_Facade):
         if state.depth:
             validate_event_name(name)
             encode_body(data, JSON)
-            state.items.append((name, data, sender, event_id, options))
-            state.since_flush += 1
+            state.hold((name, data, sender, event_id, options))
             return None
         return self._call(  # type: ignore[no-any-return]
             "BlockingHooks.send()",

@@ -621,8 +621,7 @@ class Hooks(MultiService):
         bodies = {JSON: body}
         if self._buffer.depth:
             waiter: Deferred[SendResult] = Deferred()
-            self._buffer.items.append((event, waiter))
-            self._buffer.since_flush += 1
+            self._buffer.hold((event, waiter))
             self._bodies[event.id] = bodies
             return waiter
         return self._fire(event, bodies)

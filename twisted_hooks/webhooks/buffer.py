@@ -32,6 +32,11 @@ class BufferState(Generic[T]):
         self.since_flush = 0
         self.last_flush: float | None = None
 
+    def hold(self, item: T) -> None:
+        """Hold one send until the next flush."""
+        self.items.append(item)
+        self.since_flush += 1
+
 
 class EventBuffer(Generic[T]):
     """
@@ -95,8 +100,7 @@ class EventBuffer(Generic[T]):
 
     def hold(self, item: T) -> None:
         """Hold one send until the next flush."""
-        self._state.items.append(item)
-        self._state.since_flush += 1
+        self._state.hold(item)
 
     def flush(self) -> object:
         """Dispatch every held send now (of every nested context); returns ``dispatch``'s
