@@ -16,7 +16,7 @@ attempt) and :mod:`~twisted_hooks.webhooks.buffer` (Thorn's ``buffer_events``).
 
 from __future__ import annotations
 
-from twisted.internet.defer import Deferred
+from typing import Any
 
 from twisted_hooks.webhooks.app import (
     Hooks,
@@ -105,7 +105,7 @@ __all__ = [
 
 def buffer_events(
     flush_freq: int | None = None, flush_timeout: float | None = None, app: Hooks | None = None
-) -> EventBuffer[tuple[WebhookEvent, Deferred[SendResult]]]:
+) -> EventBuffer[Any]:
     """
     Thorn's ``thorn.buffer_events``: :meth:`Hooks.buffer_events` of ``app``, or of the
     default application (:func:`set_default_app`).

@@ -112,6 +112,10 @@ _log = Logger(namespace="twisted_hooks.webhooks")
 
 _T = TypeVar("_T")
 
+#: A send held by :meth:`Hooks.buffer_events`: the event, its encoded bodies, and the
+#: Deferred its sender waits on.
+_Held = tuple["WebhookEvent", dict[str, bytes], Deferred["SendResult"]]
+
 
 class HooksNotRunning(RuntimeError):
     """A send reached an application that is not started (or is stopping)."""
@@ -396,7 +400,7 @@ class Hooks(MultiService):
         # that have not ended: deliveries of other runs or processes do not count.
         self._own: set[str] = set()
         self._drain_waiters: list[Deferred[None]] = []
-        self._buffer: BufferState[tuple[WebhookEvent, Deferred[SendResult]]] = BufferState()
+        self._buffer: BufferState[_Held] = BufferState()
         self._accepting = False
         self._pruning: LoopingCall | None = None
         self._handler = WebhookHandler(self)
@@ -621,8 +625,7 @@ class Hooks(MultiService):
         bodies = {JSON: body}
         if self._buffer.depth:
             waiter: Deferred[SendResult] = Deferred()
-            self._buffer.hold((event, waiter))
-            self._bodies[event.id] = bodies
+            self._buffer.hold((event, bodies, waiter))
             return waiter
         return self._fire(event, bodies)
 
@@ -654,7 +657,7 @@ class Hooks(MultiService):
 
     def buffer_events(
         self, flush_freq: int | None = None, flush_timeout: float | None = None
-    ) -> EventBuffer[tuple[WebhookEvent, Deferred[SendResult]]]:
+    ) -> EventBuffer[_Held]:
         """
         Thorn's ``buffer_events``: hold sends until the outermost context exits.
 
@@ -673,12 +676,9 @@ class Hooks(MultiService):
             self._buffer, self._flush, self._reactor.seconds, flush_freq, flush_timeout
         )
 
-    def _flush(
-        self, items: list[tuple[WebhookEvent, Deferred[SendResult]]]
-    ) -> Deferred[list[Any]]:
+    def _flush(self, items: list[_Held]) -> Deferred[list[Any]]:
         results: list[Deferred[SendResult]] = []
-        for event, waiter in items:
-            bodies = self._bodies.pop(event.id, {})
+        for event, bodies, waiter in items:
             d = self._fire(event, bodies)
             # Not chainDeferred: it would leave d with None, and flush()'s list with it.
             d.addBoth(self._relay, waiter)
