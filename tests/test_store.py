@@ -15,6 +15,7 @@ import datetime
 import os
 import shutil
 import sqlite3
+import stat
 import tempfile
 import uuid
 from collections.abc import Callable
@@ -25,6 +26,7 @@ from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThread
+from twisted.logger import LogLevel, capturedLogs, formatEvent
 from twisted.python import threadable
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface.verify import verifyObject
@@ -941,6 +943,52 @@ class SQLiteStoreTests(SQLStoreTests, TestCase):
         """The file is in WAL mode with foreign keys on."""
         self.assertEqual(await self.run_sql(self.store, "PRAGMA journal_mode"), [("wal",)])
         self.assertEqual(await self.run_sql(self.store, "PRAGMA foreign_keys"), [(1,)])
+
+    async def test_new_file_owner_only(self) -> None:
+        """A new database file is created mode 0600 whatever the umask, and SQLite gives
+        its -wal and -shm files the same mode; opening it logs no warning."""
+        path = self.scratch("private.db")
+        old_umask = os.umask(0)
+        try:
+            with capturedLogs() as events:
+                store = await open_store(f"sqlite:{path}", reactor())
+                self.addCleanup(store.close)
+                await store.subscribers.add(SUBSCRIBER)
+        finally:
+            os.umask(old_umask)
+        modes = {
+            suffix: stat.S_IMODE(os.stat(path + suffix).st_mode) for suffix in ("", "-wal", "-shm")
+        }
+        self.assertEqual(modes, {"": 0o600, "-wal": 0o600, "-shm": 0o600})
+        self.assertEqual([e for e in events if e.get("log_level") == LogLevel.warn], [])
+
+    async def test_loose_file_warned(self) -> None:
+        """Opening an existing file that group or others may read or write logs one
+        warning naming the file, its mode and ``chmod 600 PATH``; the file is left as it
+        is and the store works."""
+        path = self.scratch("shared.db")
+        sqlite3.connect(path).close()
+        os.chmod(path, 0o664)
+        with capturedLogs() as events:
+            store = await open_store(f"sqlite:{path}", reactor())
+            self.addCleanup(store.close)
+        (warning,) = [e for e in events if e.get("log_level") == LogLevel.warn]
+        text = formatEvent(warning)
+        self.assertIn(f"{path} (mode 664)", text)
+        self.assertTrue(text.endswith(f"chmod 600 {path}"), text)
+        self.assertEqual(warning["path"], path)
+        self.assertEqual(stat.S_IMODE(os.stat(path).st_mode), 0o664)
+        await store.subscribers.add(SUBSCRIBER)
+
+    async def test_owner_only_file_not_warned(self) -> None:
+        """An existing file of mode 0600 (or stricter) opens without a warning."""
+        path = self.scratch("kept.db")
+        sqlite3.connect(path).close()
+        os.chmod(path, 0o400 | 0o200)
+        with capturedLogs() as events:
+            store = await open_store(f"sqlite:{path}", reactor())
+            self.addCleanup(store.close)
+        self.assertEqual([e for e in events if e.get("log_level") == LogLevel.warn], [])
 
     async def test_migrate_from_older_version(self) -> None:
         """A database at version 1 gets the later steps, and only those."""

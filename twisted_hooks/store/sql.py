@@ -447,6 +447,11 @@ class SQLStore(Store):
         ``error`` is not about opening it (a dialect hook)."""
         return None
 
+    def prepare(self) -> Deferred[None]:
+        """Whatever must happen before the first connection is opened (a dialect hook;
+        nothing by default): the SQLite store creates its file with owner-only modes."""
+        return succeed(None)
+
     def _interaction(
         self,
         cursor: Cursor,
@@ -535,6 +540,7 @@ class SQLStore(Store):
         return Deferred.fromCoroutine(self._start(migrate))
 
     async def _start(self, migrate: bool) -> None:
+        await self.prepare()
         if migrate:
             await self.migrate()
         else:

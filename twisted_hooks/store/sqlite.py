@@ -1,6 +1,11 @@
 """
 The SQLite store: one file, in WAL mode; the service's default.
 
+The file holds the subscribers' signing secrets: a new one is created readable and writable
+by its owner only (mode ``0600``, whatever the umask), and SQLite gives its ``-wal`` and
+``-shm`` files the database file's mode. Opening an existing file that other users may read
+or write logs a warning naming the ``chmod`` that fixes it.
+
 One connection on one adbapi thread does all the work, so the reactor never waits on the
 file. Every write transaction starts with ``BEGIN IMMEDIATE``: a second process using the
 same file waits for the write lock (up to ``busy_timeout`` seconds) instead of failing
@@ -10,11 +15,16 @@ half-way through a transaction.
 from __future__ import annotations
 
 import os
+import shlex
 import sqlite3
+import stat
 from typing import Any
 
 from twisted.enterprise.adbapi import ConnectionPool
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
+from twisted.internet.threads import deferToThreadPool
+from twisted.logger import Logger
 
 from twisted_hooks.store.schema import SQLITE
 from twisted_hooks.store.sql import (
@@ -25,7 +35,14 @@ from twisted_hooks.store.sql import (
     check_refresh_interval,
 )
 
-__all__ = ["SQLiteStore"]
+__all__ = ["FILE_MODE", "SQLiteStore"]
+
+log = Logger()
+
+#: The mode of a new database file: read and write for its owner only.
+FILE_MODE = 0o600
+#: The files SQLite keeps beside the database in WAL mode.
+_COMPANIONS = ("-wal", "-shm")
 
 
 class SQLiteStore(SQLStore):
@@ -78,6 +95,56 @@ class SQLiteStore(SQLStore):
 
     def __repr__(self) -> str:
         return f"<SQLiteStore {self.path!r}>"
+
+    def prepare(self) -> Deferred[None]:
+        """
+        Before SQLite opens the file: create it, when missing, with mode ``0600`` (SQLite
+        gives its ``-wal`` and ``-shm`` files the same mode); when it exists, warn if other
+        users may read or write it or its ``-wal``/``-shm`` files. Done on a thread of the
+        reactor's pool.
+        """
+        reactor: Any = self._reactor
+        loose = deferToThreadPool(reactor, reactor.getThreadPool(), self._secure_file)
+        return loose.addCallback(self._warn_loose)
+
+    def _secure_file(self) -> list[tuple[str, int]]:
+        """Create the database file owner-only, or list the files (path, mode) that group
+        or others may read or write. Blocking."""
+        if self.path in ("", ":memory:"):
+            return []
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+        try:
+            descriptor = os.open(self.path, flags, FILE_MODE)
+        except FileExistsError:
+            pass
+        except OSError:
+            return []  # a missing directory...: opening the database says so
+        else:
+            try:
+                os.fchmod(descriptor, FILE_MODE)  # the umask may have taken bits away
+            finally:
+                os.close(descriptor)
+            return []
+        loose = []
+        for path in (self.path, *(self.path + suffix for suffix in _COMPANIONS)):
+            try:
+                mode = stat.S_IMODE(os.stat(path).st_mode)
+            except OSError:
+                continue
+            if mode & 0o077:
+                loose.append((path, mode))
+        return loose
+
+    def _warn_loose(self, loose: list[tuple[str, int]]) -> None:
+        if not loose:
+            return
+        log.warn(
+            "the SQLite database {path} holds signing secrets, and other users may read or"
+            " write {files}; restrict it: chmod 600 {paths}",
+            path=self.path,
+            files=", ".join(f"{path} (mode {mode:o})" for path, mode in loose),
+            paths=" ".join(shlex.quote(path) for path, _ in loose),
+        )
 
     def _open(self, connection: sqlite3.Connection) -> None:
         """Set up a new connection (on the pool's thread)."""
