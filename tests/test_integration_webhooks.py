@@ -475,8 +475,8 @@ class FailureTests(IntegrationTestCase):
         With the default recipient policy (no allow-list), a subscriber at 127.0.0.1 is
         refused at connection time with ``ErrorKind.SECURITY``: nothing reaches the
         receiver and the delivery is dead after one attempt, though retries were left.
-        ``subscribe`` refuses the same URL at once; a host name resolving to loopback
-        passes ``subscribe`` and is refused at connection time.
+        ``subscribe`` refuses the same URL at once, and ``localhost`` too (it names the
+        loopback addresses); stored by another path, both are refused at connection time.
         """
         receiver, base, counter = await self.receiver()
         hooks = Hooks(self.reactor, settings=Settings(retry=RetryPolicy(delays=(0.05,))))
@@ -487,8 +487,9 @@ class FailureTests(IntegrationTestCase):
         # Stored by another path (an older policy, a direct store write): the
         # connection-time check still refuses it.
         await hooks.subscribers.add(Subscriber(event="thing.done", url=f"{base}/hook"))
-        # Passes the URL check (port 80, a host name), refused once resolved.
-        await hooks.subscribe("thing.done", "http://localhost/hook")
+        with self.assertRaises(SecurityError):
+            hooks.subscribe("thing.done", "http://localhost/hook")
+        await hooks.subscribers.add(Subscriber(event="thing.done", url="http://localhost/hook"))
         result = await hooks.send("thing.done", {"n": 1})
         self.assertEqual(len(result.deliveries), 2)
         await self.settle(hooks)

@@ -62,7 +62,7 @@ from twisted_hooks.webhooks.signing import (
     verify_standard,
 )
 from twisted_hooks.webhooks.subscribers import Subscriber
-from twisted_hooks.webhooks.validators import SecurityError
+from twisted_hooks.webhooks.validators import RecipientPolicy, SecurityError
 
 #: The clock's time when a test starts (whole seconds since the epoch).
 NOW = 1_700_000_000
@@ -672,6 +672,20 @@ class RequestTests(SynchronousTestCase):
         self.assertEqual(resource.bodies, [BODY])
         self.assertEqual(wire_headers(request)["host"], "hooks.example.com")
 
+    def test_ipv6_literal_recipient(self) -> None:
+        """A URL whose host is an IPv6 address is sent (treq's own URL handling would fail
+        on the address's colons): path, query and body intact, ``Host`` in brackets."""
+        for url, host in (
+            ("http://[::1]:8080/receive?x=1", "[::1]:8080"),
+            ("http://[2606:4700:4700::1111]/receive?x=1", "[2606:4700:4700::1111]"),
+        ):
+            resource, attempt = self.send(make_subscriber(url=url))
+            self.assertTrue(attempt.succeeded, attempt.error_message)
+            [request] = resource.requests
+            self.assertEqual(request.uri, b"/receive?x=1")
+            self.assertEqual(wire_headers(request)["host"], host)
+            self.assertEqual(resource.bodies, [BODY])
+
     def test_headers_on_the_wire(self) -> None:
         """Every engine header reaches the receiver with the values of this attempt."""
         subscriber = make_subscriber(digest="sha1")
@@ -1035,6 +1049,30 @@ class OwnClientTests(SynchronousTestCase):
         attempt = self.successResultOf(self.sender.attempt(make_delivery(subscriber), subscriber))
         self.assertEqual(attempt.error_kind, ErrorKind.SECURITY)
         self.assertIn("8080", attempt.error_message or "")
+
+    def test_ipv6_literal_delivered(self) -> None:
+        """An IPv6 literal recipient in an allowed network, on any port, is connected to
+        at that address (no IDNA failure on the way) and delivered, ``Host`` in brackets."""
+        sender = HTTPSender(self.reactor, RecipientPolicy(allowed_networks=["::1/128"]))
+        subscriber = make_subscriber(url="http://[::1]:8080/receive")
+        d = sender.attempt(make_delivery(subscriber), subscriber)
+        [(host, port, _, _, _)] = self.reactor.tcpClients
+        self.assertEqual((host, port), ("::1", 8080))
+        resource = Recorder(204)
+        self.serve(resource)
+        attempt = self.successResultOf(d)
+        self.assertTrue(attempt.succeeded, attempt.error_message)
+        self.assertEqual(wire_headers(resource.requests[0])["host"], "[::1]:8080")
+        self.assertEqual(resource.bodies, [BODY])
+
+    def test_ipv6_literal_refused(self) -> None:
+        """An IPv6 literal the policy refuses is a SECURITY failure naming the address,
+        not an internal error; nothing is connected."""
+        subscriber = make_subscriber(url="http://[::1]:8080/receive")
+        attempt = self.successResultOf(self.sender.attempt(make_delivery(subscriber), subscriber))
+        self.assertEqual(attempt.error_kind, ErrorKind.SECURITY)
+        self.assertIn("the address ::1 is internal", attempt.error_message or "")
+        self.assertEqual(self.reactor.tcpClients, [])
 
     def test_identity_and_no_cookies(self) -> None:
         """The own client asks for identity encoding, reads a gzip body raw, and neither

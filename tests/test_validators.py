@@ -7,6 +7,7 @@ connection-time check of every resolved address with the connection pinned to a 
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -51,6 +52,7 @@ from twisted_hooks.webhooks.validators import (
     IRecipientValidator,
     Recipient,
     RecipientPolicy,
+    RefusalAdvice,
     SecurityError,
     block_cidr_network,
     block_internal_ips,
@@ -165,7 +167,7 @@ def test_block_internal_ips_literal(address: str) -> None:
     assert info.value.rule == "block_internal_ips"
     assert info.value.address == address
     assert REQUIRED_INTERNAL[address] in str(info.value)
-    assert "allow-list" in str(info.value)
+    assert "allowed_networks=[" in str(info.value)
 
 
 @pytest.mark.parametrize("address", PUBLIC)
@@ -231,14 +233,16 @@ def test_allow_list_opens_internal_network() -> None:
 
 
 def test_allow_list_keeps_other_rules() -> None:
-    """The allow-list opens block_internal_ips only: ports, schemes, blocked CIDRs stay."""
+    """The allow-list opens block_internal_ips and ensure_port only: schemes and blocked
+    CIDRs stay, and so does the port rule for the addresses outside it."""
     policy = RecipientPolicy(
         validators=[*DEFAULT_RECIPIENT_VALIDATORS, block_cidr_network("10.20.9.0/24")],
         allowed_networks=["10.20.0.0/16"],
     )
     policy.check_url("http://10.20.3.4/")
+    policy.check_url("http://10.20.3.4:8080/")
     with pytest.raises(SecurityError, match="ensure_port"):
-        policy.check_url("http://10.20.3.4:8080/")
+        policy.check_url("http://93.184.215.14:8080/")
     with pytest.raises(SecurityError, match="ensure_protocol"):
         policy.check_url("gopher://10.20.3.4:80/")
     with pytest.raises(SecurityError, match="block_cidr_network"):
@@ -248,13 +252,12 @@ def test_allow_list_keeps_other_rules() -> None:
 def test_message_names_origin_not_path() -> None:
     """A refusal names origin, address and rule, but not the path or query (secrets)."""
     with pytest.raises(SecurityError) as info:
-        RecipientPolicy().check_url("http://user:pw@169.254.169.254/latest?token=s3cret")
+        RecipientPolicy().check_url("http://169.254.169.254/latest?token=s3cret")
     message = str(info.value)
     assert info.value.recipient == "http://169.254.169.254:80"
     assert "http://169.254.169.254:80" in message
     assert "169.254.0.0/16" in message
     assert "s3cret" not in message
-    assert "pw" not in message
     assert "latest" not in message
 
 
@@ -277,6 +280,265 @@ def test_recipient_parsing() -> None:
     assert Recipient.from_url(uri) == Recipient("https", "2001:db8::1", 443)
     assert Recipient.from_url(uri).literal_address == ipaddress.ip_address("2001:db8::1")
     assert Recipient.from_url("http://a.example/").literal_address is None
+
+
+# ---------------------------------------------------------------------------------------
+# Hosts that name their address without DNS: every inet_aton() form, localhost
+
+
+LOOPBACK_ALIASES = [
+    "127.1",
+    "0x7f000001",
+    "2130706433",
+    "0177.0.0.1",
+    "0x7f.1",
+    "127.0.1",
+    "0X7F.0.0.01",
+    "0177.0x0.0.1",
+    "127.0.0.1.",
+]
+
+
+@pytest.mark.parametrize("host", LOOPBACK_ALIASES)
+def test_inet_aton_forms_name_their_address(host: str) -> None:
+    """Every form inet_aton() reads is the address it names, without DNS."""
+    recipient = Recipient.from_url(f"http://{host}:8080/")
+    assert recipient.literal_address == ipaddress.IPv4Address("127.0.0.1")
+    assert recipient.named_addresses == (ipaddress.IPv4Address("127.0.0.1"),)
+
+
+@pytest.mark.parametrize("host", [*LOOPBACK_ALIASES, "0", "localhost", "api.localhost"])
+def test_loopback_aliases_refused_when_subscribing(host: str) -> None:
+    """A loopback alias, ``0`` (0.0.0.0) or ``localhost`` is refused by the URL check (no
+    DNS) as the internal address it names, with the fix worded for Python."""
+    with pytest.raises(SecurityError) as info:
+        RecipientPolicy().check_url(f"http://{host}/hook")
+    error = info.value
+    assert error.rule == "block_internal_ips"
+    expected = "0.0.0.0" if host == "0" else "127.0.0.1"
+    assert error.address == expected
+    assert f"{host.lower()} names {expected}" in str(error)
+    assert error.network == ("0.0.0.0/8" if host == "0" else "127.0.0.0/8")
+    assert f"allowed_networks=['{error.network}']" in str(error)
+
+
+def test_zero_stays_refused_with_loopback_allowed() -> None:
+    """``0`` names 0.0.0.0 (which reaches the local machine on Linux): allowing the loopback
+    networks does not open it."""
+    policy = RecipientPolicy(allowed_networks=["127.0.0.0/8", "::1/128"])
+    for host in ("0", "0.0.0.0", "0x0", "00"):
+        with pytest.raises(SecurityError, match="this network / unspecified"):
+            policy.check_url(f"http://{host}:8080/")
+
+
+@given(st.text(alphabet="0123456789xXaAfF.", min_size=1, max_size=16))
+def test_inet_aton_reading_covers_the_c_library(host: str) -> None:
+    """Whatever the C library's inet_aton() reads as an address (what the system resolver
+    would connect to), the URL check reads as the same address."""
+    import socket
+
+    try:
+        expected = ipaddress.IPv4Address(socket.inet_aton(host))
+    except OSError:
+        return
+    assert Recipient("http", host, 80).literal_address == expected
+
+
+@pytest.mark.parametrize(
+    "host", ["127.0.0.256", "08.0.0.1", "1.2.3.4.5", "4294967296", "0x100.1", "1..2", "a.09"]
+)
+def test_hosts_ending_in_a_number_must_be_addresses(host: str) -> None:
+    """A host whose last label is a number but that is no IPv4 address is refused (rule
+    'url'), instead of being handed to a resolver that may read it some other way."""
+    with pytest.raises(SecurityError) as info:
+        RecipientPolicy(allowed_networks=["0.0.0.0/0"]).check_url(f"http://{host}/")
+    assert info.value.rule == "url"
+    assert "is not an IPv4 address" in str(info.value)
+    assert "dotted decimal" in str(info.value)
+
+
+@pytest.mark.parametrize("host", ["1.example", "example.0xg", "localhost.example", "x0", "1e3"])
+def test_names_with_digits_are_host_names(host: str) -> None:
+    """Host names with digits that do not end in a number are names, resolved later."""
+    recipient = RecipientPolicy().check_url(f"https://{host}/")
+    assert recipient.named_addresses == ()
+
+
+@pytest.mark.parametrize("host", ["localhost", "LOCALHOST", "localhost.", "a.b.localhost"])
+def test_localhost_names_the_loopback_addresses(host: str) -> None:
+    """``localhost`` and ``*.localhost`` name 127.0.0.1 and ::1 (RFC 6761), never DNS."""
+    assert Recipient.from_url(f"http://{host}/").named_addresses == (
+        ipaddress.IPv4Address("127.0.0.1"),
+        ipaddress.IPv6Address("::1"),
+    )
+
+
+def test_localhost_accepted_when_one_loopback_is_allowed() -> None:
+    """``localhost`` is accepted when either loopback address is allowed."""
+    for allowed in (["127.0.0.0/8"], ["::1/128"]):
+        RecipientPolicy(allowed_networks=allowed).check_url("http://localhost:3000/")
+    with pytest.raises(SecurityError):
+        RecipientPolicy(allowed_networks=["10.0.0.0/8"]).check_url("http://localhost:3000/")
+
+
+def test_full_width_hosts_are_read_as_sent() -> None:
+    """A host in full-width characters is checked as the ASCII host it is sent as (IDNA)."""
+    for url, address in (
+        ("http://\uff4c\uff4f\uff43\uff41\uff4c\uff48\uff4f\uff53\uff54/", "127.0.0.1"),
+        ("http://\uff11\uff12\uff17.\uff10.\uff10.\uff11/", "127.0.0.1"),
+    ):
+        with pytest.raises(SecurityError) as info:
+            RecipientPolicy().check_url(url)
+        assert info.value.address == address
+
+
+# ---------------------------------------------------------------------------------------
+# Credentials in the URL
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://user:s3cret@hooks.example.com/",
+        "http://user@hooks.example.com/",
+        "http://@hooks.example.com/",
+        "http://:@hooks.example.com/",
+        "https://user:s3cret@[2606:4700:4700::1111]:443/",
+        "http://user:s3cret@127.0.0.1:8080/",
+        b"http://user:s3cret@hooks.example.com/",
+    ],
+)
+def test_credentials_in_the_url_refused(url: str | bytes) -> None:
+    """A URL with userinfo is refused whatever the host (rule 'url'): credentials belong
+    in headers, and the message never repeats them."""
+    with pytest.raises(SecurityError) as info:
+        RecipientPolicy(allowed_networks=["127.0.0.0/8"]).check_url(url)
+    assert info.value.rule == "url"
+    assert "Credentials belong in headers" in str(info.value)
+    assert "s3cret" not in str(info.value)
+
+
+def test_at_sign_after_the_host_is_fine() -> None:
+    """An ``@`` in the path, query or fragment is no credential."""
+    RecipientPolicy().check_url("https://hooks.example.com/a@b?c=d@e#f@g")
+
+
+# ---------------------------------------------------------------------------------------
+# Allowed networks take any port; the port rule is for public addresses
+
+
+def test_allowed_networks_take_any_port() -> None:
+    """Inside an allowed network any port is accepted; outside, ports 80 and 443 only."""
+    policy = RecipientPolicy(allowed_networks=["127.0.0.0/8", "::1/128", "10.20.0.0/16"])
+    for url in (
+        "http://127.0.0.1:8080/",
+        "http://[::1]:8080/",
+        "http://10.20.3.4:5432/",
+        "https://localhost:8443/",
+        "http://127.1:1/",
+        "http://[::ffff:127.0.0.1]:9000/",
+    ):
+        policy.check_url(url)
+    for url in ("http://93.184.215.14:8080/", "http://[2606:4700:4700::1111]:8080/"):
+        with pytest.raises(SecurityError) as info:
+            policy.check_url(url)
+        assert info.value.rule == "ensure_port"
+        assert info.value.port == 8080
+    assert ensure_port(80).opened_by_allow_list
+    assert not ensure_protocol("http").opened_by_allow_list
+
+
+def test_host_name_port_waits_for_its_addresses() -> None:
+    """For a host name, a policy with allowed networks leaves the port to the connection
+    time check, address by address; without allowed networks it refuses it at once."""
+    with pytest.raises(SecurityError, match="ensure_port"):
+        RecipientPolicy().check_url("http://hooks.example:8080/")
+    policy = RecipientPolicy(allowed_networks=["10.20.0.0/16"])
+    recipient = policy.check_url("http://hooks.example:8080/")
+    policy.check_address(recipient, "10.20.0.7")
+    with pytest.raises(SecurityError) as info:
+        policy.check_address(recipient, "93.184.215.14")
+    assert info.value.rule == "ensure_port"
+    with pytest.raises(SecurityError, match="ensure_protocol"):
+        policy.check_url("ftp://hooks.example:8080/")
+
+
+def test_internal_address_is_named_before_the_port() -> None:
+    """A refused internal address on another port says to allow the network (which opens
+    the port too), not to add the port."""
+    with pytest.raises(SecurityError) as info:
+        RecipientPolicy().check_url("http://127.0.0.1:19202/hook")
+    assert info.value.rule == "block_internal_ips"
+    assert "ensure_port" not in str(info.value)
+    assert "reachable on any port" in str(info.value)
+
+
+def test_hooks_allowed_networks_is_the_local_mode() -> None:
+    """``Hooks(allowed_networks=...)`` adds to the settings' allow-list: a receiver on the
+    local machine, any port, is accepted by ``subscribe``; others stay refused."""
+    from twisted_hooks.webhooks import Hooks, Settings
+
+    reactor = MemoryReactorClock()
+    settings = Settings(policy=RecipientPolicy(allowed_networks=["10.0.0.0/8"]))
+    hooks = Hooks(reactor, settings=settings, allowed_networks=["127.0.0.0/8", "::1/128"])
+    assert [str(n) for n in hooks.settings.policy.allowed_networks] == [
+        "10.0.0.0/8",
+        "127.0.0.0/8",
+        "::1/128",
+    ]
+    for url in ("http://127.0.0.1:19202/", "http://[::1]:19202/", "http://localhost:3000/"):
+        assert hooks.subscribe("order.*", url).called
+    with pytest.raises(SecurityError, match=re.escape("allowed_networks=['192.168.0.0/16']")):
+        hooks.subscribe("order.*", "http://192.168.1.2:8080/")
+    assert Hooks(reactor, allowed_networks="127.0.0.0/8").settings.policy.is_allowed("127.0.0.9")
+    with pytest.raises(ValueError, match="CIDR"):
+        Hooks(reactor, allowed_networks=["localhost"])
+
+
+# ---------------------------------------------------------------------------------------
+# Refusal advice: each interface words the fix
+
+
+def test_advice_words_each_fix() -> None:
+    """The policy's advice words the fix of every rule; explain() words it for another
+    interface; a refusal keeps its structured reason."""
+    advice = RefusalAdvice(
+        allow_network="ALLOW {network}",
+        allow_list="LIST",
+        add_port="PORT {port}",
+        add_protocol="SCHEME {scheme}",
+        unblock_network="UNBLOCK {network}",
+    )
+    policy = RecipientPolicy(
+        validators=[*DEFAULT_RECIPIENT_VALIDATORS, block_cidr_network("198.51.100.0/24")],
+        advice=advice,
+    )
+    cases = {
+        "http://10.1.2.3/": ("block_internal_ips", "ALLOW 10.0.0.0/8; it is then reachable"),
+        "http://93.184.215.14:81/": ("ensure_port", "or PORT 81; a network in LIST is"),
+        "gopher://93.184.215.14:80/": ("ensure_protocol", "or SCHEME gopher."),
+        "http://[::ffff:192.168.0.1]/": ("block_internal_ips", "ALLOW 192.168.0.0/16;"),
+        "http://user@93.184.215.14/": ("url", "Credentials belong in headers"),
+    }
+    for url, (rule, words) in cases.items():
+        with pytest.raises(SecurityError) as info:
+            policy.check_url(url)
+        assert info.value.rule == rule
+        assert words in str(info.value), str(info.value)
+        assert str(info.value).startswith(info.value.problem)
+    unblocked = RecipientPolicy(validators=[block_cidr_network("93.184.215.0/24")])
+    with pytest.raises(SecurityError) as info:
+        unblocked.check_url("http://93.184.215.14/")
+    error = info.value
+    assert error.network == "93.184.215.0/24"
+    assert "take 93.184.215.0/24 out of block_cidr_network()" in str(error)
+    assert "UNBLOCK 93.184.215.0/24" in error.explain(advice)
+    assert str(error.reworded(advice)) == error.explain(advice)
+    custom = SecurityError("Refused: mine.", recipient="http://a:80", rule="my_rule")
+    assert str(custom) == custom.explain(advice) == "Refused: mine."
+    assert RecipientPolicy(advice=advice) == RecipientPolicy()
+    with pytest.raises(TypeError, match="RefusalAdvice"):
+        RecipientPolicy(advice="pass allowed_networks")  # type: ignore[arg-type]
 
 
 def test_policy_refuses_non_validators() -> None:
@@ -629,6 +891,79 @@ class ConnectionTimeTests(SynchronousTestCase):
         self.assertTrue(resolver.waiting[0][1].cancelled)
         self.assertEqual(reactor.tcpClients, [])
 
+    def test_credentials_refused(self) -> None:
+        """A stored URL with credentials (accepted before they were refused) is refused
+        when connecting: ``user:pw@host`` is never resolved, nothing is connected."""
+        reactor, resolver, factory = _setup({"hooks.example.com": ["93.184.215.14"]})
+        for url in (b"http://user:pw@hooks.example.com/", b"http://user@93.184.215.14/"):
+            failure = self.failureResultOf(_connect(factory, url), SecurityError)
+            self.assertEqual(failure.value.rule, "url")
+            self.assertIn("Credentials belong in headers", str(failure.value))
+        self.assertEqual(resolver.calls, [])
+        self.assertEqual(reactor.tcpClients, [])
+
+    def test_named_addresses_are_pinned(self) -> None:
+        """Every inet_aton() form and ``localhost`` connect to the address they name, on
+        any port of an allowed network, without asking the resolver; what the policy
+        refuses is never connected to."""
+        policy = RecipientPolicy(allowed_networks=["127.0.0.0/8", "::1/128"])
+        reactor, resolver, factory = _setup({}, policy)
+        for host in [*LOOPBACK_ALIASES, "localhost", "api.localhost"]:
+            _connect(factory, f"http://{host}:8080/".encode())
+        self.assertEqual({c[:2] for c in reactor.tcpClients}, {("127.0.0.1", 8080)})
+        self.assertEqual(len(reactor.tcpClients), len(LOOPBACK_ALIASES) + 2)
+        for url in (b"http://0:8080/", b"http://0x0a000001:8080/"):
+            self.failureResultOf(_connect(factory, url), SecurityError)
+        self.assertEqual(resolver.calls, [])
+        self.assertEqual(len(reactor.tcpClients), len(LOOPBACK_ALIASES) + 2)
+
+    def test_localhost_tries_only_allowed_loopbacks(self) -> None:
+        """``localhost`` is tried at 127.0.0.1 then ::1, skipping the one not allowed; with
+        neither allowed it is refused unconnected."""
+        for allowed, expected in (
+            (["127.0.0.0/8", "::1/128"], [("127.0.0.1", 3000)]),
+            (["::1/128"], [("::1", 3000)]),
+        ):
+            reactor, _, factory = _setup({}, RecipientPolicy(allowed_networks=allowed))
+            _connect(factory, b"http://localhost:3000/")
+            self.assertEqual([c[:2] for c in reactor.tcpClients], expected)
+        reactor, _, factory = _setup({}, RecipientPolicy(allowed_networks=["127.0.0.0/8"]))
+        d = _connect(factory, b"http://localhost:3000/")
+        reactor.tcpClients[0][2].clientConnectionFailed(
+            reactor.connectors[0], Failure(ConnectionRefusedError())
+        )
+        self.failureResultOf(d, ConnectionRefusedError)
+        self.assertEqual(len(reactor.tcpClients), 1)
+        reactor, _, factory = _setup({})
+        self.failureResultOf(_connect(factory, b"http://localhost/"), SecurityError)
+        self.assertEqual(reactor.tcpClients, [])
+
+    def test_host_name_port_checked_per_address(self) -> None:
+        """With allowed networks, a host name on another port is connected to when it
+        resolves into an allowed network, and refused when it resolves to a public
+        address (the port rule is for public addresses)."""
+        policy = RecipientPolicy(allowed_networks=["10.20.0.0/16"])
+        reactor, _, factory = _setup(
+            {"inside.example": ["10.20.0.7"], "outside.example": ["93.184.215.14"]}, policy
+        )
+        _connect(factory, b"http://inside.example:8080/")
+        self.assertEqual([c[:2] for c in reactor.tcpClients], [("10.20.0.7", 8080)])
+        f = self.failureResultOf(_connect(factory, b"http://outside.example:8080/"))
+        f.trap(SecurityError)
+        self.assertEqual(f.value.rule, "ensure_port")
+        self.assertEqual(len(reactor.tcpClients), 1)
+
+    def test_https_ipv6_literal_verified_for_the_address(self) -> None:
+        """For https to an IPv6 address, TLS is set up for the address without brackets
+        (an IDNA encoding of ``[::1]`` would fail)."""
+        reactor = MemoryReactorClock()
+        reactor.installNameResolver(FakeResolver({}))
+        tls = RecordingTLSPolicy()
+        factory = SafeEndpointFactory(reactor=reactor, tls_policy=tls)
+        _connect(factory, b"https://[2606:4700:4700::1111]/hook")
+        self.assertEqual(tls.netlocs, [(b"2606:4700:4700::1111", 443)])
+        self.assertEqual(reactor.tcpClients[0][:2], ("2606:4700:4700::1111", 443))
+
     def test_through_agent(self) -> None:
         """An Agent on the factory fails the request with SecurityError."""
         reactor, _, factory = _setup({"hooks.example.com": ["169.254.169.254"]})
@@ -707,7 +1042,8 @@ class RealReactorTests(TestCase):
         async def run() -> None:
             url = f"http://127.0.0.1:{self.number}/hook"
             error = await self._refused(url, RecipientPolicy())
-            self.assertEqual(error.rule, "ensure_port")
+            self.assertEqual(error.rule, "block_internal_ips")
+            self.assertIn("allowed_networks=['127.0.0.0/8']", str(error))
             error = await self._refused(url, self.policy())
             self.assertEqual(error.rule, "block_internal_ips")
             self.assertEqual(self.resource.bodies, [])
@@ -732,12 +1068,12 @@ class RealReactorTests(TestCase):
         return Deferred.fromCoroutine(run())
 
     def test_localhost_refused(self) -> Deferred[None]:
-        """'localhost', resolved by the real resolver to 127.0.0.1 and/or ::1, is refused."""
+        """'localhost', which names the loopback addresses, is refused."""
 
         async def run() -> None:
             error = await self._refused(f"http://localhost:{self.number}/hook", self.policy())
-            self.assertIn(error.address, ("127.0.0.1", "::1"))
-            self.assertIn("localhost resolves to", str(error))
+            self.assertEqual(error.address, "127.0.0.1")
+            self.assertIn("localhost names 127.0.0.1", str(error))
             self.assertEqual(self.resource.bodies, [])
 
         return Deferred.fromCoroutine(run())

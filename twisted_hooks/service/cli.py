@@ -12,6 +12,7 @@ service)::
     twisted-hooks migrate
     twisted-hooks subscribe EVENT URL [--owner USER] [--content-type TYPE]
                                       [--digest DIGEST] [--secret SECRET]
+                                      [--allow-network CIDR ...]
     twisted-hooks unsubscribe ID
     twisted-hooks list [--owner USER]
     twisted-hooks send EVENT [--data JSON] [--sender USER] [--id EVENT_ID]
@@ -58,7 +59,7 @@ from twisted_hooks.webhooks.signing import (
     verify_standard,
 )
 from twisted_hooks.webhooks.subscribers import Subscriber
-from twisted_hooks.webhooks.validators import SecurityError
+from twisted_hooks.webhooks.validators import RefusalAdvice, SecurityError
 
 __all__ = ["CommandError", "main"]
 
@@ -66,6 +67,23 @@ PROG = "twisted-hooks"
 
 #: Exit statuses.
 OK, FAILED, USAGE = 0, 1, 2
+
+
+#: How ``twisted-hooks subscribe`` words the fix of a refused URL: its own
+#: ``--allow-network``, which must match the service's, and the configuration file.
+_COMMAND_ADVICE = RefusalAdvice(
+    allow_network=(
+        "pass --allow-network {network} to this command and start the service with the "
+        "same flag, or add {network} to [validators] allowed_networks in the configuration "
+        "file"
+    ),
+    allow_list="--allow-network or [validators] allowed_networks",
+    add_port="add {port} to [validators] ports in the configuration file",
+    add_protocol="add {scheme} to [validators] protocols in the configuration file",
+    unblock_network=(
+        "take {network} out of [validators] blocked_networks in the configuration file"
+    ),
+)
 
 
 class CommandError(Exception):
@@ -140,6 +158,14 @@ def build_parser() -> argparse.ArgumentParser:
     subscribe.add_argument("--content-type", default=JSON, choices=(JSON, FORM))
     subscribe.add_argument("--digest", default="sha256", choices=sorted(DIGEST_METHODS))
     subscribe.add_argument("--secret", help="the signing secret (default: a new whsec_ secret)")
+    subscribe.add_argument(
+        "--allow-network",
+        action="append",
+        metavar="CIDR",
+        help="accept a URL in this internal network, on any port, as the service started "
+        "with the same --allow-network delivers to it (127.0.0.0/8); repeatable; added to "
+        "[validators] allowed_networks",
+    )
 
     unsubscribe = add("unsubscribe", "remove a subscriber")
     unsubscribe.add_argument("id")
@@ -229,7 +255,14 @@ def main(
 
 def _config(args: argparse.Namespace, environ: dict[str, str] | None) -> ServiceConfig:
     try:
-        return load_config(args.config, environ, overrides={"database": args.database})
+        return load_config(
+            args.config,
+            environ,
+            overrides={
+                "database": args.database,
+                "allow_network": getattr(args, "allow_network", None),
+            },
+        )
     except ConfigError as error:
         raise _UsageError(str(error)) from None
 
@@ -380,10 +413,7 @@ async def _subscribe(
     except ValueError as error:
         raise CommandError(f"cannot subscribe: {error}") from None
     except SecurityError as error:
-        raise CommandError(
-            f"cannot subscribe: {error} (the service's recipient validators are the "
-            "[validators] section of its configuration: protocols, ports, allowed_networks)"
-        ) from None
+        raise CommandError(f"cannot subscribe: {error.explain(_COMMAND_ADVICE)}") from None
     added = await store.subscribers.add(subscriber)
     out.write(json.dumps(_subscriber_json(added), indent=2) + "\n")
 

@@ -63,6 +63,7 @@ from twisted_hooks.webhooks.subscribers import parse_subscribers
 from twisted_hooks.webhooks.validators import (
     IRecipientValidator,
     RecipientPolicy,
+    RefusalAdvice,
     SecurityError,
     block_cidr_network,
     block_internal_ips,
@@ -76,6 +77,7 @@ __all__ = [
     "DEFAULT_LISTEN",
     "ENV_PREFIX",
     "LISTENER_KEYS",
+    "SERVICE_ADVICE",
     "ConfigError",
     "ListenerSpec",
     "ServiceConfig",
@@ -147,6 +149,21 @@ _BOOLEANS = configparser.ConfigParser.BOOLEAN_STATES
 _OVERRIDE_KEYS = ("listen", "database", "allow_network")
 
 _T = TypeVar("_T")
+
+SERVICE_ADVICE = RefusalAdvice(
+    allow_network=(
+        "start the service with --allow-network {network}, or add {network} to "
+        "[validators] allowed_networks in its configuration"
+    ),
+    allow_list="--allow-network or [validators] allowed_networks",
+    add_port="add {port} to [validators] ports in the service's configuration",
+    add_protocol="add {scheme} to [validators] protocols in the service's configuration",
+    unblock_network=(
+        "take {network} out of [validators] blocked_networks in the service's configuration"
+    ),
+)
+"""How the service's refusals of recipient URLs (HTTP API, static subscribers, failed
+attempts) word their fix: its command-line flags and configuration keys."""
 
 
 class ConfigError(ValueError):
@@ -632,7 +649,9 @@ def _settings(reader: _Reader, extra_networks: tuple[str, ...]) -> Settings:
     if blocked:
         validators.append(block_cidr_network(*blocked))
     allowed = [*reader.items("validators", "allowed_networks", _cidr), *extra_networks]
-    policy = RecipientPolicy(validators=validators, allowed_networks=allowed)
+    policy = RecipientPolicy(
+        validators=validators, allowed_networks=allowed, advice=SERVICE_ADVICE
+    )
 
     retry = RetryPolicy(
         delays=tuple(reader.items("retry", "schedule", _delay)),

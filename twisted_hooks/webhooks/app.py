@@ -28,7 +28,7 @@ from __future__ import annotations
 import random
 import uuid
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import attrs
@@ -85,7 +85,7 @@ from twisted_hooks.webhooks.subscribers import (
     resolve_subscribers,
     sender_ident,
 )
-from twisted_hooks.webhooks.validators import RecipientPolicy
+from twisted_hooks.webhooks.validators import IPNetwork, RecipientPolicy
 
 __all__ = [
     "BACKENDS",
@@ -300,6 +300,9 @@ class Hooks(MultiService):
     :param rng: the source of retry jitter.
     :param health: where endpoint health (failure streaks, circuits, disabling) is kept
         across restarts; in memory only if ``None``. See :attr:`endpoint_health`.
+    :param allowed_networks: internal networks (CIDR text or :mod:`ipaddress` networks)
+        webhooks may reach, on any port, added to ``settings.policy``'s allow-list. Local
+        development is ``Hooks(reactor, allowed_networks=["127.0.0.0/8", "::1/128"])``.
 
     It is an :class:`~twisted.application.service.IService`: start it (``startService``,
     or as part of a service tree) before sending; stopping it lets attempts under way
@@ -319,6 +322,7 @@ class Hooks(MultiService):
         default_secret: str | None = None,
         rng: random.Random | None = None,
         health: IHealthStore | None = None,
+        allowed_networks: Iterable[str | IPNetwork] = (),
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         if reactor is None:
@@ -326,7 +330,17 @@ class Hooks(MultiService):
 
             reactor = global_reactor
         self._reactor: IReactorTime = reactor
-        self.settings = settings if settings is not None else Settings()
+        settings = settings if settings is not None else Settings()
+        if isinstance(allowed_networks, str):
+            allowed_networks = [allowed_networks]
+        allowed = tuple(allowed_networks)
+        if allowed:
+            policy = settings.policy
+            settings = attrs.evolve(
+                settings,
+                policy=attrs.evolve(policy, allowed_networks=(*policy.allowed_networks, *allowed)),
+            )
+        self.settings = settings
         if dispatcher is None:
             dispatcher = EventDispatcher(KEYWORDS, reactor=reactor)
         missing = set(KEYWORDS) - dispatcher.allowed_match_spec_keywords

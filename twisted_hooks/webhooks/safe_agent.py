@@ -20,10 +20,14 @@ put the agent in the :class:`treq.client.HTTPClient` that delivers webhooks::
 For each new connection the endpoint:
 
 1. checks the URL with :meth:`~twisted_hooks.webhooks.validators.RecipientPolicy.check_url`
-   (scheme, port, literal IP host);
+   (scheme, port, credentials, the addresses the host names);
 2. resolves the host name with the reactor's
    :class:`~twisted.internet.interfaces.IReactorPluggableNameResolver` and collects
-   **every** address;
+   **every** address; a host that names its addresses without DNS (an IPv6 address, an
+   IPv4 address in any form ``inet_aton()`` reads, such as ``127.1``, ``localhost``; see
+   :attr:`~twisted_hooks.webhooks.validators.Recipient.named_addresses`) is never given to
+   the resolver: its named addresses that the policy accepts are used, as the check saw
+   them;
 3. refuses the delivery with :class:`~twisted_hooks.webhooks.validators.SecurityError` when
    any one of them is refused by the policy (a host answering with one public and one
    internal address is refused);
@@ -124,12 +128,24 @@ async def _vetted_addresses(
     reactor: IReactorTCP, policy: RecipientPolicy, recipient: Recipient, timeout: float
 ) -> list[str]:
     """
-    Every address of ``recipient``'s host, each one accepted by ``policy``.
+    Every address of ``recipient``'s host, each one accepted by ``policy``; for a host that
+    names its addresses without DNS (an IP address in any form, ``localhost``), those of
+    them that ``policy`` accepts, never a resolver's answer.
     """
-    literal = recipient.literal_address
-    if literal is not None:
-        policy.check_address(recipient, literal)
-        return [str(literal)]
+    named = recipient.named_addresses
+    if named:
+        accepted: list[str] = []
+        refusal: SecurityError | None = None
+        for named_address in named:
+            try:
+                policy.check_address(recipient, named_address)
+            except SecurityError as e:
+                refusal = refusal or e
+            else:
+                accepted.append(str(named_address))
+        if refusal is not None and not accepted:
+            raise refusal
+        return accepted
     collector = _Collector()
     resolver = IReactorPluggableNameResolver(reactor).nameResolver
     resolver.resolveHostName(
@@ -234,7 +250,11 @@ class _VettedEndpoint:
                 factory.reactor, address, recipient.port, timeout=factory.connect_timeout
             )
         if recipient.scheme == "https":
-            creator = factory.tls_policy.creatorForNetloc(self.uri.host, self.uri.port)
+            # The host as the URL gives it, without the brackets of an IPv6 address: the
+            # certificate is verified for that name or address.
+            creator = factory.tls_policy.creatorForNetloc(
+                recipient.host.encode("ascii"), recipient.port
+            )
             return wrapClientTLS(creator, tcp)
         return tcp
 

@@ -28,6 +28,7 @@ from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+from hyperlink import EncodedURL
 from treq.client import HTTPClient
 from twisted.internet.defer import (
     CancelledError,
@@ -245,6 +246,33 @@ def origin_of(url: str) -> tuple[str, str, int]:
     return scheme, (parts.hostname or ""), parts.port or (443 if scheme == "https" else 80)
 
 
+class _IPv6LiteralURL(EncodedURL):
+    """
+    A URL whose host is an IPv6 address, which :meth:`to_uri` leaves as it is: hyperlink's
+    would IDNA-encode it, and fail on its colons (treq calls it on every request URL).
+    """
+
+    def to_uri(self) -> EncodedURL:
+        address = self.host
+        placeholder: EncodedURL = EncodedURL.to_uri(self.replace(host="ipv6.invalid"))
+        return placeholder.replace(host=address)
+
+
+def _request_url(url: str) -> str | EncodedURL:
+    """
+    ``url`` as the sender gives it to treq: as it is, except that a URL whose host is an
+    IPv6 address (``http://[::1]:8080/``) becomes a :class:`hyperlink.URL` that treq can
+    send (treq's own handling of the text fails on the address's colons).
+    """
+    if "[" not in url:
+        return url
+    try:
+        parsed = _IPv6LiteralURL.from_text(url)
+    except ValueError:
+        return url
+    return parsed if ":" in parsed.host else url
+
+
 def _describe_failure(failure: Failure) -> str:
     reasons = getattr(failure.value, "reasons", None)
     if reasons:
@@ -399,7 +427,7 @@ class HTTPSender:
         # the whole exchange below. treq's own ``timeout=`` would only arm a second timer
         # for a part of the same deadline, at every attempt.
         request = client.post(
-            subscriber.url,
+            _request_url(subscriber.url),
             data=delivery.body,
             headers=treq_headers,
             allow_redirects=False,

@@ -11,7 +11,7 @@ The validators keep the names of Thorn's ``thorn.validators``:
 :func:`ensure_protocol`
     Only these URL schemes (``ensure_protocol("http", "https")``).
 :func:`ensure_port`
-    Only these ports (``ensure_port(80, 443)``).
+    Only these ports (``ensure_port(80, 443)``), except inside the allowed networks.
 :func:`block_internal_ips`
     No internal address: see :func:`is_internal` for the list (private, loopback,
     link-local with the ``169.254.169.254`` metadata service, carrier-grade NAT
@@ -36,7 +36,8 @@ at two moments:
 
 * At validation time (for instance when a subscription is created),
   :meth:`RecipientPolicy.check_url` looks at the URL alone: scheme, port, and the address
-  itself when the host is a literal IP address. It is synchronous and does no DNS.
+  itself when the host names one without DNS (see :class:`Recipient`). It is synchronous
+  and does no DNS.
 * At connection time, for every delivery, the host name is resolved and **every** address
   it resolves to is checked with :meth:`RecipientPolicy.check_address`; if any one is
   refused, the delivery is refused. The TCP connection then goes to one of the vetted
@@ -44,38 +45,52 @@ at two moments:
   the check and the connection (DNS rebinding) cannot reach an internal address. This is
   :class:`twisted_hooks.webhooks.safe_agent.SafeEndpointFactory`.
 
+A host that names an address without DNS is taken as that address, at both moments, and
+never given to a resolver: an IPv4 address in any form ``inet_aton()`` reads (``127.1``,
+``0x7f000001``, ``2130706433``, ``0177.0.0.1``, ``0``), an IPv6 address in brackets, and
+``localhost`` or a name ending in ``.localhost``, which name the loopback addresses
+``127.0.0.1`` and ``::1`` (RFC 6761). A host whose last label is a number but that is no
+IPv4 address (``127.0.0.256``) is refused. So is a URL with credentials
+(``user:password@``): they belong in the subscriber's headers.
+
 Opening an internal network on purpose (a receiver inside your own network, or a test
-server on ``127.0.0.1``) is done with the allow-list; it opens only the networks named and
-only for :func:`block_internal_ips`, while the scheme and port rules and any
+server on ``127.0.0.1``) is done with the allow-list. An address inside it is let through
+:func:`block_internal_ips` and :func:`ensure_port` (the port rule is for public
+addresses: an allowed network is reachable on any port), while the scheme rule and any
 :func:`block_cidr_network` still apply::
 
-    from twisted_hooks.webhooks.validators import (
-        RecipientPolicy, block_internal_ips, ensure_port, ensure_protocol,
-    )
+    from twisted_hooks.webhooks.validators import RecipientPolicy
 
     policy = RecipientPolicy(allowed_networks=["10.20.0.0/16"])
-    policy.check_url("http://10.20.3.4/hooks")  # allowed now
+    policy.check_url("http://10.20.3.4:8080/hooks")  # allowed now
 
-    local = RecipientPolicy(
-        validators=[
-            block_internal_ips(),
-            ensure_protocol("http", "https"),
-            ensure_port(80, 443, 8080),
-        ],
-        allowed_networks=["127.0.0.0/8", "::1/128"],
-    )
+    local = RecipientPolicy(allowed_networks=["127.0.0.0/8", "::1/128"])
+    local.check_url("http://127.0.0.1:8080/hooks")
+    local.check_url("http://[::1]:8080/hooks")
+    local.check_url("http://localhost:8080/hooks")
+
+For a host name, the port is checked when the URL is, unless the policy allows some
+network: the name may resolve into it, so its port is then checked at connection time,
+address by address.
 
 Every validator is also callable with a URL, as Thorn's are: ``ensure_port(80, 443)(url)``
 raises :class:`SecurityError` or returns ``None``. Called this way a validator checks the URL
-and a literal IP host, but cannot see the addresses a host name will resolve to; the
-connection-time check is what makes the protection complete.
+and an address the host names, but cannot see the addresses a host name will resolve to;
+the connection-time check is what makes the protection complete.
+
+A :class:`SecurityError` says what was refused and what to change, in the terms of the
+interface that refused it: a :class:`RecipientPolicy`'s ``advice``
+(:data:`PYTHON_ADVICE` by default names the Python arguments; the service's policy names
+its configuration keys and command-line flags).
 """
 
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Iterable
 from typing import TypeAlias
+from urllib.parse import urlsplit
 
 import attrs
 from hyperlink import URL, DecodedURL
@@ -84,11 +99,14 @@ from zope.interface import Attribute, Interface, implementer
 
 __all__ = [
     "DEFAULT_RECIPIENT_VALIDATORS",
+    "LOOPBACK_ADDRESSES",
+    "PYTHON_ADVICE",
     "IPAddress",
     "IPNetwork",
     "IRecipientValidator",
     "Recipient",
     "RecipientPolicy",
+    "RefusalAdvice",
     "SecurityError",
     "block_cidr_network",
     "block_internal_ips",
@@ -106,28 +124,196 @@ IPNetwork: TypeAlias = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
+#: The addresses ``localhost`` and the names ending in ``.localhost`` stand for, in the
+#: order they are tried (RFC 6761: they are never looked up).
+LOOPBACK_ADDRESSES: tuple[IPAddress, ...] = (
+    ipaddress.IPv4Address("127.0.0.1"),
+    ipaddress.IPv6Address("::1"),
+)
+
+
+@attrs.frozen
+class RefusalAdvice:
+    """
+    How one interface words the fixes that a :class:`SecurityError` suggests.
+
+    Each field is a :meth:`str.format` template for a clause of the advice; the
+    placeholders are given in the field's description. :data:`PYTHON_ADVICE` names the
+    Python arguments; the service has its own, naming its configuration keys and flags.
+
+    :ivar allow_network: how to let webhooks reach a network (``{network}``, in CIDR
+        notation), such as ``"pass allowed_networks=['{network}'] to Hooks()"``.
+    :ivar allow_list: how the allow-list is called, such as ``"allowed_networks"``.
+    :ivar add_port: how to allow one more port (``{port}``).
+    :ivar add_protocol: how to allow one more scheme (``{scheme}``).
+    :ivar unblock_network: how to stop blocking a network (``{network}``).
+    """
+
+    allow_network: str
+    allow_list: str
+    add_port: str
+    add_protocol: str
+    unblock_network: str
+
+    def fix(self, error: SecurityError) -> str:
+        """
+        What to change so that the recipient ``error`` refused is accepted, or ``""`` when
+        no setting can help (a URL that is wrong, a rule this class does not know).
+        """
+        if error.rule == "block_internal_ips" and error.network is not None:
+            allow = self.allow_network.format(network=error.network)
+            return (
+                f"If webhooks should reach that network, {allow}; it is then reachable on "
+                f"any port."
+            )
+        if error.rule == "ensure_port" and error.port is not None:
+            add = self.add_port.format(port=error.port)
+            return (
+                f"Use one of those ports, or {add}; a network in {self.allow_list} is "
+                f"reachable on any port."
+            )
+        if error.rule == "ensure_protocol" and error.scheme is not None:
+            return f"Use one of those schemes, or {self.add_protocol.format(scheme=error.scheme)}."
+        if error.rule == "block_cidr_network" and error.network is not None:
+            unblock = self.unblock_network.format(network=error.network)
+            return f"If webhooks should go there, {unblock}."
+        return ""
+
+
+PYTHON_ADVICE = RefusalAdvice(
+    allow_network=(
+        "pass allowed_networks=['{network}'] to Hooks() (or to RecipientPolicy() when you "
+        "build the policy yourself)"
+    ),
+    allow_list="allowed_networks",
+    add_port="add {port} to ensure_port() in the recipient validators",
+    add_protocol="add {scheme!r} to ensure_protocol() in the recipient validators",
+    unblock_network="take {network} out of block_cidr_network()",
+)
+"""The advice of the Python API: :class:`Hooks() <twisted_hooks.webhooks.Hooks>`'s and
+:class:`RecipientPolicy`'s arguments and the validator factories."""
+
 
 class SecurityError(Exception):
     """
     A recipient was refused by a recipient validator.
 
     The delivery fails at once and is not retried: the same URL would be refused again.
-    ``str(error)`` says which recipient, address and rule refused it, and what to change.
-    The message names the recipient by its origin (scheme, host and port) only, never its
-    path or query, which may carry a secret token.
+    ``str(error)`` says which recipient, address and rule refused it (:attr:`problem`),
+    then what to change, worded by a :class:`RefusalAdvice` (:meth:`explain` words it for
+    another interface). The message names the recipient by its origin (scheme, host and
+    port) only, never its path, query or credentials, which may carry a secret.
 
+    :ivar problem: what was refused and why, without advice.
     :ivar recipient: the origin refused, such as ``"https://hooks.example.com:443"``.
-    :ivar rule: the name of the rule that refused it, such as ``"block_internal_ips"``.
+    :ivar rule: the name of the rule that refused it, such as ``"block_internal_ips"``, or
+        ``"url"`` for a URL that cannot be delivered to at all.
     :ivar address: the IP address refused, as text, or ``None`` when the URL itself was.
+    :ivar network: for ``block_internal_ips``, the network (CIDR) that would have to be
+        allowed; for ``block_cidr_network``, the blocked network; else ``None``.
+    :ivar port: for ``ensure_port``, the port refused; else ``None``.
+    :ivar scheme: for ``ensure_protocol``, the scheme refused; else ``None``.
     """
 
     def __init__(
-        self, message: str, *, recipient: str, rule: str, address: str | None = None
+        self,
+        problem: str,
+        *,
+        recipient: str,
+        rule: str,
+        address: str | None = None,
+        network: str | None = None,
+        port: int | None = None,
+        scheme: str | None = None,
+        advice: RefusalAdvice | None = PYTHON_ADVICE,
     ) -> None:
-        super().__init__(message)
+        self.problem = problem
         self.recipient = recipient
         self.rule = rule
         self.address = address
+        self.network = network
+        self.port = port
+        self.scheme = scheme
+        super().__init__(self.explain(advice) if advice is not None else problem)
+
+    def explain(self, advice: RefusalAdvice) -> str:
+        """
+        :attr:`problem` followed by the fix, worded by ``advice``.
+        """
+        fix = advice.fix(self)
+        return f"{self.problem} {fix}" if fix else self.problem
+
+    def reworded(self, advice: RefusalAdvice) -> SecurityError:
+        """
+        The same refusal, its message worded by ``advice``.
+        """
+        return SecurityError(
+            self.problem,
+            recipient=self.recipient,
+            rule=self.rule,
+            address=self.address,
+            network=self.network,
+            port=self.port,
+            scheme=self.scheme,
+            advice=advice,
+        )
+
+
+# inet_aton() reads 1 to 4 parts, each decimal, octal (0...) or hexadecimal (0x...).
+_INET_ATON_PART = re.compile(
+    r"(?:0[xX](?P<hex>[0-9a-fA-F]*)|(?P<oct>0[0-7]*)|(?P<dec>[1-9][0-9]*))\Z"
+)
+# A last label like these makes a host an IPv4 address or a mistake (the WHATWG URL rule).
+_NUMERIC_LABEL = re.compile(r"(?:[0-9]+|0[xX][0-9a-fA-F]*)\Z")
+
+
+def _inet_aton(host: str) -> ipaddress.IPv4Address | None:
+    """
+    The IPv4 address ``host`` names in a form ``inet_aton()`` reads (``127.1``,
+    ``0x7f000001``, ``2130706433``, ``0177.0.0.1``, ``0``; one final dot allowed), or
+    ``None``.
+    """
+    parts = host.removesuffix(".").split(".")
+    if not 1 <= len(parts) <= 4:
+        return None
+    values = []
+    for part in parts:
+        found = _INET_ATON_PART.match(part)
+        if found is None:
+            return None
+        if found["hex"] is not None:
+            values.append(int(found["hex"] or "0", 16))
+        elif found["oct"] is not None:
+            values.append(int(found["oct"], 8))
+        else:
+            values.append(int(found["dec"]))
+    *leading, last = values
+    if any(value > 255 for value in leading) or last >= 256 ** (5 - len(values)):
+        return None
+    number = last
+    for index, value in enumerate(leading):
+        number += value << (8 * (3 - index))
+    return ipaddress.IPv4Address(number)
+
+
+def _is_localhost(host: str) -> bool:
+    name = host.removesuffix(".")
+    return name == "localhost" or name.endswith(".localhost")
+
+
+def _checked_host(host: str) -> str:
+    """
+    ``host`` when it can be delivered to; refuses a host that looks like an IPv4 address
+    but is none.
+    """
+    if ":" not in host and _inet_aton(host) is None:
+        last = host.removesuffix(".").rsplit(".", 1)[-1]
+        if _NUMERIC_LABEL.match(last):
+            raise _bad_url(
+                f"the host {host!r} ends in a number but is not an IPv4 address",
+                "Write the address in dotted decimal (such as 192.0.2.1), or give a host name.",
+            )
+    return host
 
 
 @attrs.frozen
@@ -136,7 +322,8 @@ class Recipient:
     The parts of a recipient URL that the validators look at.
 
     :ivar scheme: the scheme, in lower case (``"https"``).
-    :ivar host: the host name in lower case, or an IP address without brackets.
+    :ivar host: the host name in lower case (IDNA-encoded, as it is sent), or an IP address
+        without brackets, as the URL writes it.
     :ivar port: the port, the scheme's default when the URL names none, or ``0`` when the
         URL names none and the scheme has no default.
     """
@@ -154,34 +341,47 @@ class Recipient:
             :class:`hyperlink.DecodedURL`, or the :class:`twisted.web.client.URI` that
             :class:`~twisted.web.client.Agent` parsed (used as is, so the check sees exactly
             the host and port the agent will connect to).
-        :raise SecurityError: when the URL cannot be parsed or has no host (rule ``"url"``).
+        :raise SecurityError: when the URL cannot be parsed, has no host, carries
+            credentials (``user:password@``), or has a host that ends in a number but is no
+            IPv4 address (rule ``"url"``).
         """
         if isinstance(url, URI):
             return cls._from_uri(url)
         try:
             if isinstance(url, bytes):
                 url = url.decode("utf-8")
+            text = url.strip() if isinstance(url, str) else url.to_text()
+            # Any "@" before the host is refused, even with nothing before it.
+            credentials = "@" in urlsplit(text).netloc
             if isinstance(url, str):
-                url = DecodedURL.from_text(url.strip())
+                url = DecodedURL.from_text(text)
             scheme = url.scheme.lower()
-            host = url.host.lower()
+            host = url.host
+            if not host.isascii():
+                # As it is sent: IDNA (UTS 46) maps full-width letters and digits to ASCII.
+                host = url.to_uri().host
+            host = host.lower()
             port = url.port if url.port is not None else _DEFAULT_PORTS.get(scheme)
-        except (ValueError, UnicodeDecodeError) as e:
+        except (ValueError, UnicodeError) as e:
             raise _bad_url(f"the URL cannot be parsed ({e})") from None
+        if credentials:
+            raise _credentials()
         if not host:
             raise _bad_url("the URL has no host")
-        return cls(scheme=scheme, host=host, port=0 if port is None else port)
+        return cls(scheme=scheme, host=_checked_host(host), port=0 if port is None else port)
 
     @classmethod
     def _from_uri(cls, uri: URI) -> Recipient:
+        if b"@" in uri.netloc:
+            raise _credentials()
         try:
             scheme = uri.scheme.decode("ascii").lower()
-            host = uri.host.decode("ascii").lower()
+            host = uri.host.decode("ascii").lower().strip("[]")
         except UnicodeDecodeError:
             raise _bad_url("the URL's scheme or host is not ASCII") from None
         if not host:
             raise _bad_url("the URL has no host")
-        return cls(scheme=scheme, host=host, port=int(uri.port))
+        return cls(scheme=scheme, host=_checked_host(host), port=int(uri.port))
 
     @property
     def origin(self) -> str:
@@ -196,18 +396,45 @@ class Recipient:
     @property
     def literal_address(self) -> IPAddress | None:
         """
-        The host as an IP address when it is a literal one (``127.0.0.1``, ``[::1]``),
-        else ``None`` (a host name, resolved at connection time).
+        The address the host is, when it is one: an IPv6 address (``[::1]``) or an IPv4
+        address in any form ``inet_aton()`` reads (``127.0.0.1``, ``127.1``,
+        ``0x7f000001``); else ``None``.
         """
         try:
             return ipaddress.ip_address(self.host)
         except ValueError:
-            return None
+            return _inet_aton(self.host)
+
+    @property
+    def named_addresses(self) -> tuple[IPAddress, ...]:
+        """
+        The addresses the host names without DNS: :attr:`literal_address`, or
+        :data:`LOOPBACK_ADDRESSES` for ``localhost`` and ``*.localhost``; empty for a host
+        name, which is resolved at connection time.
+        """
+        literal = self.literal_address
+        if literal is not None:
+            return (literal,)
+        if _is_localhost(self.host):
+            return LOOPBACK_ADDRESSES
+        return ()
 
 
-def _bad_url(problem: str) -> SecurityError:
+def _bad_url(
+    problem: str, fix: str = "Give an absolute http:// or https:// URL with a host."
+) -> SecurityError:
     return SecurityError(
-        f"Refused recipient: {problem}. Give an absolute http:// or https:// URL with a host.",
+        f"Refused recipient: {problem}. {fix}",
+        recipient="",
+        rule="url",
+    )
+
+
+def _credentials() -> SecurityError:
+    return SecurityError(
+        "Refused recipient: the URL carries credentials (user:password@ before the host). "
+        "Credentials belong in headers: give the URL without them, and the credentials in "
+        "the subscriber's headers (such as Authorization).",
         recipient="",
         rule="url",
     )
@@ -392,9 +619,12 @@ class IRecipientValidator(Interface):
     )
 
     opened_by_allow_list = Attribute(
-        "bool: ``True`` when an address inside the policy's allow-list is not checked by "
-        "this rule (as for :func:`block_internal_ips`), ``False`` when the rule always "
-        "applies (as for :func:`block_cidr_network`)."
+        "bool: ``True`` when a recipient at an address inside the policy's allow-list is "
+        "not checked by this rule at all (as for :func:`block_internal_ips` and "
+        ":func:`ensure_port`), ``False`` when the rule always applies (as for "
+        ":func:`ensure_protocol` and :func:`block_cidr_network`). For a host name, a "
+        "policy that allows some network defers such a rule's :meth:`check_url` to "
+        "connection time, where it runs for each address outside the allow-list."
     )
 
     def check_url(recipient: Recipient) -> None:
@@ -406,14 +636,14 @@ class IRecipientValidator(Interface):
 
     def check_address(recipient: Recipient, address: IPAddress) -> None:
         """
-        Check one address that ``recipient``'s host resolves to (or is, when literal).
+        Check one address that ``recipient``'s host resolves to (or names).
 
         :raise SecurityError: to refuse the recipient.
         """
 
     def __call__(url: str | bytes | URL | DecodedURL) -> None:
         """
-        Check a URL, and its host when it is a literal IP address, as Thorn does.
+        Check a URL, and the addresses its host names without DNS, as Thorn does.
 
         :raise SecurityError: to refuse the URL.
         """
@@ -429,9 +659,29 @@ def _text(address: IPAddress) -> str:
 
 
 def _where(recipient: Recipient, address: IPAddress) -> str:
-    if recipient.literal_address is not None:
-        return f"the address {_text(address)}"
+    try:
+        if ipaddress.ip_address(recipient.host) == address:
+            return f"the address {_text(address)}"
+    except ValueError:
+        pass
+    if recipient.named_addresses:
+        return f"{recipient.host} names {_text(address)}, and {_text(address)}"
     return f"{recipient.host} resolves to {_text(address)}, and {_text(address)}"
+
+
+def _network_to_allow(address: IPAddress, network: str) -> str:
+    """
+    The network to suggest allowing for an internal ``address`` found in ``network``: that
+    network, or for an IPv4-mapped address the IPv4 address's own (the allow-list lets a
+    mapped address through when its IPv4 address is), or the address alone when the
+    network does not contain it.
+    """
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        found = internal_range(address.ipv4_mapped)
+        return found[0] if found is not None else f"{address.ipv4_mapped}/32"
+    if address in ipaddress.ip_network(network):
+        return network
+    return f"{address}/{address.max_prefixlen}"
 
 
 class _Validator:
@@ -450,9 +700,8 @@ class _Validator:
     def __call__(self, url: str | bytes | URL | DecodedURL) -> None:
         recipient = Recipient.from_url(url)
         self.check_url(recipient)
-        literal = recipient.literal_address
-        if literal is not None:
-            self.check_address(recipient, literal)
+        for address in recipient.named_addresses:
+            self.check_address(recipient, address)
 
 
 @implementer(IRecipientValidator)
@@ -467,11 +716,10 @@ class _EnsureProtocol(_Validator):
             allowed = ", ".join(sorted(self.protocols))
             raise SecurityError(
                 f"Refused recipient {recipient.origin}: the scheme {recipient.scheme!r} is "
-                f"not allowed (ensure_protocol allows {allowed}). Use one of those schemes, "
-                f"or add {recipient.scheme!r} to ensure_protocol() in the recipient "
-                f"validators.",
+                f"not allowed (ensure_protocol allows {allowed}).",
                 recipient=recipient.origin,
                 rule=self.name,
+                scheme=recipient.scheme,
             )
 
 
@@ -480,17 +728,17 @@ class _EnsureProtocol(_Validator):
 class _EnsurePort(_Validator):
     ports: frozenset[int]
     name = "ensure_port"
-    opened_by_allow_list = False
+    opened_by_allow_list = True
 
     def check_url(self, recipient: Recipient) -> None:
         if recipient.port not in self.ports:
             allowed = ", ".join(str(p) for p in sorted(self.ports))
             raise SecurityError(
                 f"Refused recipient {recipient.origin}: the port {recipient.port} is not "
-                f"allowed (ensure_port allows {allowed}). Use one of those ports, or add "
-                f"{recipient.port} to ensure_port() in the recipient validators.",
+                f"allowed (ensure_port allows {allowed} outside the allowed networks).",
                 recipient=recipient.origin,
                 rule=self.name,
+                port=recipient.port,
             )
 
 
@@ -506,12 +754,11 @@ class _BlockInternalIPs(_Validator):
             network, description = why
             raise SecurityError(
                 f"Refused recipient {recipient.origin}: {_where(recipient, address)} is "
-                f"internal ({description}, {network}; block_internal_ips). If webhooks "
-                f"should reach that network, add it to the recipient allow-list "
-                f"(RecipientPolicy(allowed_networks=[...])).",
+                f"internal ({description}, {network}; block_internal_ips).",
                 recipient=recipient.origin,
                 rule=self.name,
                 address=_text(address),
+                network=_network_to_allow(address, network),
             )
 
 
@@ -528,11 +775,11 @@ class _BlockCIDRNetwork(_Validator):
             if network is not None:
                 raise SecurityError(
                     f"Refused recipient {recipient.origin}: {_where(recipient, address)} is "
-                    f"inside the blocked network {network} (block_cidr_network). Take "
-                    f"{network} out of block_cidr_network() if webhooks should go there.",
+                    f"inside the blocked network {network} (block_cidr_network).",
                     recipient=recipient.origin,
                     rule=self.name,
                     address=_text(address),
+                    network=str(network),
                 )
 
 
@@ -554,11 +801,12 @@ def ensure_protocol(*allowed: str) -> IRecipientValidator:
 
 def ensure_port(*allowed: int | str) -> IRecipientValidator:
     """
-    Only allow recipient URLs whose port (given, or the scheme's default) is ``allowed``.
-
-    ::
+    Only allow recipient URLs whose port (given, or the scheme's default) is ``allowed``::
 
         ensure_port(80, 443)
+
+    In a :class:`RecipientPolicy`, the rule is for public addresses: an address inside the
+    policy's ``allowed_networks`` is reachable on any port.
 
     :raise ValueError: at once, when no port is given or one is not between 1 and 65535.
     """
@@ -577,8 +825,10 @@ def block_internal_ips() -> IRecipientValidator:
     internal, whether the URL names it or the host name resolves to it.
 
     Unlike Thorn's, the check covers every address the host resolves to, at connection time
-    (see :class:`twisted_hooks.webhooks.safe_agent.SafeEndpointFactory`). Networks in a
-    :class:`RecipientPolicy`'s ``allowed_networks`` are open to this rule.
+    (see :class:`twisted_hooks.webhooks.safe_agent.SafeEndpointFactory`), and the
+    addresses a host names without DNS (``127.1``, ``0x7f000001``, ``localhost``) as the
+    addresses they are. Networks in a :class:`RecipientPolicy`'s ``allowed_networks`` are
+    open to this rule.
 
     Like Thorn's, it knows only the reserved ranges: private networks that use public
     addresses are blocked with :func:`block_cidr_network`.
@@ -609,7 +859,7 @@ DEFAULT_RECIPIENT_VALIDATORS: tuple[IRecipientValidator, ...] = (
 )
 """
 Thorn's ``THORN_RECIPIENT_VALIDATORS``: no internal address, ``http`` and ``https``
-only, ports 80 and 443 only.
+only, ports 80 and 443 only (outside the allowed networks).
 """
 
 
@@ -624,6 +874,13 @@ def _validators(values: Iterable[IRecipientValidator]) -> tuple[IRecipientValida
     return result
 
 
+def _check_advice(
+    instance: object, attribute: attrs.Attribute[RefusalAdvice], value: object
+) -> None:
+    if not isinstance(value, RefusalAdvice):
+        raise TypeError(f"advice must be a RefusalAdvice, got {value!r}")
+
+
 @attrs.frozen
 class RecipientPolicy:
     """
@@ -632,15 +889,22 @@ class RecipientPolicy:
     :ivar validators: the rules, in the order they are checked; by default
         :data:`DEFAULT_RECIPIENT_VALIDATORS`.
     :ivar allowed_networks: networks (CIDR text or :mod:`ipaddress` networks) that
-        :func:`block_internal_ips` lets through, such as ``["10.20.0.0/16"]``; by default
-        none. An IPv4-mapped IPv6 address ``::ffff:a.b.c.d`` is let through when
-        ``a.b.c.d`` is. The other rules still apply to these networks.
+        webhooks may reach although they are internal, on any port, such as
+        ``["10.20.0.0/16"]`` or, for local development, ``["127.0.0.0/8", "::1/128"]``;
+        by default none. An address inside them is let through the rules opened by the
+        allow-list (:func:`block_internal_ips` and :func:`ensure_port`); the scheme rule
+        and :func:`block_cidr_network` still apply. An IPv4-mapped IPv6 address
+        ``::ffff:a.b.c.d`` is let through when ``a.b.c.d`` is.
+    :ivar advice: how the :class:`SecurityError` messages of this policy word their fix:
+        :data:`PYTHON_ADVICE` by default; the service gives its own. Two policies that
+        differ only in their advice are equal.
     """
 
     validators: tuple[IRecipientValidator, ...] = attrs.field(
         default=DEFAULT_RECIPIENT_VALIDATORS, converter=_validators
     )
     allowed_networks: tuple[IPNetwork, ...] = attrs.field(default=(), converter=_networks)
+    advice: RefusalAdvice = attrs.field(default=PYTHON_ADVICE, validator=_check_advice, eq=False)
 
     def is_allowed(self, address: IPAddress | str) -> bool:
         """
@@ -654,34 +918,62 @@ class RecipientPolicy:
 
     def check_url(self, url: str | bytes | URL | DecodedURL | URI | Recipient) -> Recipient:
         """
-        Check a recipient URL without resolving its host: every validator's URL rule, and
-        :meth:`check_address` for a literal IP host. Use it when a URL is accepted (when a
-        subscription is made) to refuse what can be refused early.
+        Check a recipient URL without resolving its host. Use it when a URL is accepted
+        (when a subscription is made) to refuse what can be refused early.
+
+        When the host names addresses without DNS (:attr:`Recipient.named_addresses`: an
+        IP address in any form, ``localhost``), the recipient is checked at them with
+        :meth:`check_address`, and accepted when one of them is. For a host name, every
+        validator's URL rule runs, except, when some network is allowed, the rules the
+        allow-list opens (such as the port rule): the name may resolve into an allowed
+        network, so they wait for the connection-time check of each address.
 
         :return: the :class:`Recipient`, for the connection-time checks.
         :raise SecurityError: when a rule refuses it.
         """
-        recipient = url if isinstance(url, Recipient) else Recipient.from_url(url)
-        for validator in self.validators:
-            validator.check_url(recipient)
-        literal = recipient.literal_address
-        if literal is not None:
-            self.check_address(recipient, literal)
-        return recipient
+        try:
+            recipient = url if isinstance(url, Recipient) else Recipient.from_url(url)
+        except SecurityError as error:
+            raise error.reworded(self.advice) from None
+        addresses = recipient.named_addresses
+        if not addresses:
+            deferred = bool(self.allowed_networks)
+            try:
+                for validator in self.validators:
+                    if not (deferred and validator.opened_by_allow_list):
+                        validator.check_url(recipient)
+            except SecurityError as error:
+                raise error.reworded(self.advice) from None
+            return recipient
+        refusal: SecurityError | None = None
+        for address in addresses:
+            try:
+                self.check_address(recipient, address)
+            except SecurityError as error:
+                refusal = refusal or error
+            else:
+                return recipient
+        assert refusal is not None
+        raise refusal
 
     def check_address(self, recipient: Recipient, address: IPAddress | str) -> None:
         """
-        Check one address the recipient's host resolves to: every validator's address
-        rule, except that rules opened by the allow-list skip an allowed address.
+        Check the recipient at one address its host resolves to (or names): every
+        validator's address rule, then its URL rule, except that the rules opened by the
+        allow-list skip an allowed address.
 
         :raise SecurityError: when a rule refuses it.
         """
         address = _plain(address)
         allowed = self.is_allowed(address)
-        for validator in self.validators:
-            if allowed and validator.opened_by_allow_list:
-                continue
-            validator.check_address(recipient, address)
+        rules = [v for v in self.validators if not (allowed and v.opened_by_allow_list)]
+        try:
+            for validator in rules:
+                validator.check_address(recipient, address)
+            for validator in rules:
+                validator.check_url(recipient)
+        except SecurityError as error:
+            raise error.reworded(self.advice) from None
 
     def __call__(self, url: str | bytes | URL | DecodedURL) -> None:
         """
