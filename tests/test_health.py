@@ -32,7 +32,7 @@ from twisted_hooks.webhooks.health import (
     EndpointHealth,
     EndpointHealthTracker,
 )
-from twisted_hooks.webhooks.subscribers import Subscriber
+from twisted_hooks.webhooks.subscribers import MIN_RATE_LIMIT, Subscriber
 
 ENDPOINT = Subscriber(event="*", url="https://example.com/hook", secret="s3cret")
 
@@ -195,6 +195,15 @@ class AdmitTests(HealthTestCase):
         self.assertIsNone(tracker.admit(slow, 0.0))
         self.assertEqual(tracker.admit(slow, 0.0), 2.0)
         self.assertIsNone(tracker.admit(slow, 2.0))
+
+    def test_rate_below_the_range(self) -> None:
+        """A rate limit below MIN_RATE_LIMIT (stored by an older version) is taken as
+        MIN_RATE_LIMIT: the held attempt comes back 1 / MIN_RATE_LIMIT seconds later, not
+        1e300 seconds later."""
+        tracker = self.tracker()
+        tiny = attrs.evolve(ENDPOINT, rate_limit=1e-300)
+        self.assertIsNone(tracker.admit(tiny, 0.0))
+        self.assertEqual(tracker.admit(tiny, 0.0), 1 / MIN_RATE_LIMIT)
 
     def test_cap_before_token(self) -> None:
         """An attempt held by the concurrency cap does not spend a rate-limit token."""

@@ -25,6 +25,8 @@ from twisted_hooks.webhooks.delivery import (
 )
 from twisted_hooks.webhooks.retry import (
     DEFAULT_SCHEDULE,
+    MAX_RETRIES,
+    MAX_RETRY_DELAY,
     THORN_RETRY_DELAY,
     THORN_RETRY_MAX,
     RetryPolicy,
@@ -169,7 +171,8 @@ class FromThornTests(SynchronousTestCase):
         """A negative or non-whole retry_max, a bool, a negative or infinite retry_delay
         are refused with a message naming the value."""
         cases: list[tuple[dict[str, Any], str]] = [
-            ({"retry_max": -1}, "retry_max must be a whole number of at least 0, got -1"),
+            ({"retry_max": -1}, "retry_max must be a whole number from 0 to 100, got -1"),
+            ({"retry_max": 10**9}, "retry_max must be a whole number from 0 to 100"),
             ({"retry_max": 2.5}, "retry_max must be a whole number"),
             ({"retry_max": True}, "retry_max must be a whole number"),
             ({"retry_max": "3"}, "retry_max must be a whole number"),
@@ -177,6 +180,7 @@ class FromThornTests(SynchronousTestCase):
             ({"retry_delay": float("inf")}, "finite and not negative"),
             ({"retry_delay": True}, "retry delays must be numbers of seconds, got True"),
             ({"retry_delay": "60"}, "retry delays must be numbers of seconds, got '60'"),
+            ({"retry_delay": 1e300}, "retry delays must be at most 2.592e+06 seconds"),
         ]
         for kwargs, message in cases:
             with self.assertRaises(ValueError, msg=kwargs) as raised:
@@ -216,6 +220,20 @@ class ValidationTests(SynchronousTestCase):
         self.assertEqual(RetryPolicy(jitter=0).jitter, 0)
         self.assertEqual(RetryPolicy(jitter=0.99).jitter, 0.99)
 
+    def test_ranges(self) -> None:
+        """A delay or cap over 30 days, or more than 100 delays, are refused, naming the
+        range; the limits themselves are accepted."""
+        self.assertRefused("retry delays must be at most 2.592e+06 seconds", delays=[5, 1e300])
+        self.assertRefused("at most 100 delays", delays=[1] * (MAX_RETRIES + 1))
+        self.assertRefused("retry_after_cap must be at most", retry_after_cap=1e300)
+        policy = RetryPolicy(
+            delays=[MAX_RETRY_DELAY] * MAX_RETRIES, retry_after_cap=MAX_RETRY_DELAY
+        )
+        self.assertEqual(policy.max_attempts, MAX_RETRIES + 1)
+        delay = policy.next_delay(1, random.Random(0), retry_after=1e300)
+        assert delay is not None
+        self.assertLessEqual(delay, MAX_RETRY_DELAY * 1.2)
+
     def test_retry_after_cap(self) -> None:
         """The Retry-After cap must be a finite, non-negative number."""
         self.assertRefused("retry_after_cap must be finite and not negative", retry_after_cap=-1)
@@ -233,9 +251,9 @@ class SerializationTests(SynchronousTestCase):
         )
 
     @given(
-        delays=st.lists(st.floats(min_value=0, max_value=1e9), max_size=12),
+        delays=st.lists(st.floats(min_value=0, max_value=MAX_RETRY_DELAY), max_size=12),
         jitter=st.floats(min_value=0, max_value=0.99),
-        cap=st.floats(min_value=0, max_value=1e9),
+        cap=st.floats(min_value=0, max_value=MAX_RETRY_DELAY),
     )
     def test_round_trip(self, delays: list[float], jitter: float, cap: float) -> None:
         """from_dict(as_dict()) gives an equal policy."""
@@ -245,6 +263,23 @@ class SerializationTests(SynchronousTestCase):
     def test_default_round_trip(self) -> None:
         """The default policy survives the round trip."""
         self.assertEqual(RetryPolicy.from_dict(RetryPolicy().as_dict()), RetryPolicy())
+
+    def test_from_dict_brings_stored_values_into_range(self) -> None:
+        """A stored policy outside the ranges (written before them, or by hand) is read
+        back within them rather than refused: huge, negative, infinite and non-numeric
+        delays, too many delays, a jitter of 1 or more and a huge cap."""
+        policy = RetryPolicy.from_dict(
+            {
+                "delays": [1e300, -5, float("inf"), "x", 7] + [1] * 200,
+                "jitter": 5,
+                "retry_after_cap": 1e99,
+            }
+        )
+        self.assertEqual(policy.delays[:5], (MAX_RETRY_DELAY, 0.0, MAX_RETRY_DELAY, 0.0, 7.0))
+        self.assertEqual(len(policy.delays), MAX_RETRIES)
+        self.assertLess(policy.jitter, 1)
+        self.assertEqual(policy.retry_after_cap, MAX_RETRY_DELAY)
+        self.assertEqual(RetryPolicy.from_dict({"jitter": float("nan")}).jitter, 0.2)
 
 
 class ParseRetryAfterTests(SynchronousTestCase):

@@ -20,12 +20,17 @@ from twisted_hooks.webhooks.patterns import InvalidPattern
 from twisted_hooks.webhooks.signing import standard_key
 from twisted_hooks.webhooks.subscribers import (
     DIGESTS,
+    MAX_ENDPOINT_CONCURRENCY,
+    MAX_RATE_LIMIT,
+    MIN_RATE_LIMIT,
     RESERVED_HEADERS,
     STATIC_NAMESPACE,
     DuplicateSubscriber,
     MemorySubscriberStore,
     Subscriber,
     SubscriberNotFound,
+    check_limits,
+    limit_range,
     parse_subscribers,
     resolve_subscribers,
     sender_ident,
@@ -545,6 +550,31 @@ class ParseSubscribersTests(SynchronousTestCase):
             message = str(raised.exception)
             self.assertIn("static subscriber for 'order.created' must be a URL", message)
             self.assertIn(type(item).__name__, message)
+
+    def test_limits_out_of_range(self) -> None:
+        """A dict whose max_concurrency or rate_limit is outside its range is refused,
+        naming the field and the range; the ends of the ranges are accepted."""
+        for field, value in (
+            ("rate_limit", 1e-300),
+            ("rate_limit", MAX_RATE_LIMIT * 2),
+            ("max_concurrency", MAX_ENDPOINT_CONCURRENCY + 1),
+        ):
+            with self.assertRaises(ValueError) as raised:
+                self.parse({"order.created": {"url": URL, field: value}})
+            self.assertIn(f"subscriber field {field!r} must be from", str(raised.exception))
+        (low,), _ = self.parse({"a": {"url": URL, "rate_limit": MIN_RATE_LIMIT}})
+        (high,), _ = self.parse({"a": {"url": URL, "max_concurrency": MAX_ENDPOINT_CONCURRENCY}})
+        self.assertEqual((low.rate_limit, high.max_concurrency), (0.001, 1_000_000))
+        self.assertEqual(limit_range("rate_limit"), (MIN_RATE_LIMIT, MAX_RATE_LIMIT))
+        self.assertEqual(limit_range("max_concurrency"), (1, MAX_ENDPOINT_CONCURRENCY))
+        self.assertRaises(KeyError, limit_range, "timeout")
+
+    def test_stored_limits_out_of_range_are_read(self) -> None:
+        """The class itself takes any positive limit, so a subscriber stored before the
+        ranges existed is still read; check_limits refuses it."""
+        old = Subscriber.from_dict({"event": "a", "url": URL, "rate_limit": 1e-300})
+        self.assertEqual(old.rate_limit, 1e-300)
+        self.assertRaises(ValueError, check_limits, old)
 
     def test_bad_pattern_or_url(self) -> None:
         """An invalid event pattern or URL in the configuration is refused."""

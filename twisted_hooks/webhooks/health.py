@@ -28,7 +28,7 @@ from twisted.python.failure import Failure
 
 from twisted_hooks.interfaces import IHealthStore
 from twisted_hooks.webhooks.delivery import Attempt, ErrorKind
-from twisted_hooks.webhooks.subscribers import Subscriber
+from twisted_hooks.webhooks.subscribers import MAX_RATE_LIMIT, MIN_RATE_LIMIT, Subscriber
 
 __all__ = [
     "CIRCUITS",
@@ -248,6 +248,9 @@ class EndpointHealthTracker(Service):
             return now + self.busy_retry
         rate = subscriber.rate_limit
         if rate is not None:
+            # A limit stored before the range existed is brought into it: a tiny one would
+            # hold the endpoint's deliveries for ever.
+            rate = min(max(rate, MIN_RATE_LIMIT), MAX_RATE_LIMIT)
             until = self._take_token(state, rate, now)
             if until is not None:
                 self._undo_probe(state)

@@ -13,6 +13,11 @@ Thorn's ``retry``, ``retry_max`` and ``retry_delay`` map onto the same policy
 A ``Retry-After`` answer (to a 429 or 503) delays the next attempt to at least that many
 seconds, capped by :attr:`RetryPolicy.retry_after_cap`, so a hostile or confused endpoint
 cannot park a delivery for a year.
+
+Every number has a range (:data:`MAX_RETRY_DELAY`, :data:`MAX_RETRIES`): a policy outside
+it is refused when it is made, so that no delivery can be parked further away than a
+month. A policy read back from a store (:meth:`RetryPolicy.from_dict`) is brought into the
+ranges instead, so a row written by an older version stays readable.
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ import attrs
 
 __all__ = [
     "DEFAULT_SCHEDULE",
+    "MAX_RETRIES",
+    "MAX_RETRY_DELAY",
     "THORN_RETRY_DELAY",
     "THORN_RETRY_MAX",
     "RetryPolicy",
@@ -40,6 +47,12 @@ THORN_RETRY_MAX = 10
 #: Thorn's default ``retry_delay`` (``THORN_RETRY_DELAY``), used when only ``retry_max`` is given.
 THORN_RETRY_DELAY = 60.0
 
+#: The longest delay before one retry, and the largest ``retry_after_cap``, in seconds:
+#: 30 days. A delivery is never parked further away than that.
+MAX_RETRY_DELAY = 30 * 86400.0
+#: The most retries a policy may have (the default schedule has 7).
+MAX_RETRIES = 100
+
 
 def _is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
@@ -48,14 +61,28 @@ def _is_number(value: object) -> bool:
 def _delays(value: Iterable[float]) -> tuple[float, ...]:
     if isinstance(value, str | bytes) or not isinstance(value, Iterable):
         raise ValueError(f"retry delays must be a sequence of numbers of seconds, got {value!r}")
-    delays = []
+    delays: list[float] = []
     for delay in value:
         if not _is_number(delay):
             raise ValueError(f"retry delays must be numbers of seconds, got {delay!r}")
         if not math.isfinite(delay) or delay < 0:
             raise ValueError(f"retry delays must be finite and not negative, got {delay!r}")
+        if delay > MAX_RETRY_DELAY:
+            raise ValueError(
+                f"retry delays must be at most {MAX_RETRY_DELAY:g} seconds (30 days), "
+                f"got {delay!r}"
+            )
+        if len(delays) == MAX_RETRIES:
+            raise ValueError(f"a retry schedule may have at most {MAX_RETRIES} delays")
         delays.append(float(delay))
     return tuple(delays)
+
+
+def _clamped(value: object, low: float, high: float, default: float) -> float:
+    """``value`` brought into ``[low, high]``; ``default`` if it is not a number at all."""
+    if not _is_number(value) or math.isnan(value):  # type: ignore[arg-type]
+        return default
+    return min(max(float(value), low), high)  # type: ignore[arg-type]
 
 
 def _check_fraction(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
@@ -70,6 +97,11 @@ def _check_cap(instance: object, attribute: attrs.Attribute[float], value: float
         raise ValueError(f"{attribute.name} must be a number of seconds, got {value!r}")
     if not math.isfinite(value) or value < 0:
         raise ValueError(f"{attribute.name} must be finite and not negative, got {value!r}")
+    if value > MAX_RETRY_DELAY:
+        raise ValueError(
+            f"{attribute.name} must be at most {MAX_RETRY_DELAY:g} seconds (30 days), "
+            f"got {value!r}"
+        )
 
 
 @attrs.frozen
@@ -77,10 +109,14 @@ class RetryPolicy:
     """
     The retry schedule of a delivery.
 
-    :ivar delays: the delay in seconds before each retry; its length is the number of
-        retries, so a delivery gets ``len(delays) + 1`` attempts.
+    :ivar delays: the delay in seconds before each retry (each from 0 to
+        :data:`MAX_RETRY_DELAY`); its length is the number of retries (at most
+        :data:`MAX_RETRIES`), so a delivery gets ``len(delays) + 1`` attempts.
     :ivar jitter: each delay is multiplied by a random factor in ``[1 - jitter, 1 + jitter]``.
-    :ivar retry_after_cap: the most a ``Retry-After`` answer may delay the next attempt.
+    :ivar retry_after_cap: the most a ``Retry-After`` answer may delay the next attempt
+        (from 0 to :data:`MAX_RETRY_DELAY`).
+
+    :raise ValueError: for a value outside its range, naming it.
     """
 
     delays: tuple[float, ...] = attrs.field(default=DEFAULT_SCHEDULE, converter=_delays)
@@ -107,7 +143,9 @@ class RetryPolicy:
         no retries. Otherwise ``retry_max`` retries (Thorn's default 10) every
         ``retry_delay`` seconds (Thorn's default 60), keeping ``default``'s jitter and cap.
 
-        :raise ValueError: for a negative ``retry_max`` or ``retry_delay``.
+        :raise ValueError: for a ``retry_max`` or ``retry_delay`` outside its range
+            (``retry_max`` from 0 to :data:`MAX_RETRIES`, ``retry_delay`` from 0 to
+            :data:`MAX_RETRY_DELAY`).
         """
         base = default if default is not None else cls()
         if retry is False:
@@ -115,8 +153,10 @@ class RetryPolicy:
         if retry_max is None and retry_delay is None:
             return base
         count = THORN_RETRY_MAX if retry_max is None else retry_max
-        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
-            raise ValueError(f"retry_max must be a whole number of at least 0, got {count!r}")
+        if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= MAX_RETRIES:
+            raise ValueError(
+                f"retry_max must be a whole number from 0 to {MAX_RETRIES}, got {count!r}"
+            )
         delay = THORN_RETRY_DELAY if retry_delay is None else retry_delay
         return attrs.evolve(base, delays=(delay,) * count)
 
@@ -142,7 +182,8 @@ class RetryPolicy:
             delay *= rng.uniform(1 - self.jitter, 1 + self.jitter)
         if retry_after is not None:
             delay = max(delay, min(retry_after, self.retry_after_cap))
-        return delay
+        # Jitter may stretch the longest delay a little past the range: never further.
+        return min(delay, MAX_RETRY_DELAY * (1 + self.jitter))
 
     def as_dict(self) -> dict[str, object]:
         """The policy as JSON-ready data (for durable stores)."""
@@ -154,8 +195,22 @@ class RetryPolicy:
 
     @classmethod
     def from_dict(cls, data: dict[str, object]) -> RetryPolicy:
-        """The inverse of :meth:`as_dict`."""
-        return cls(**data)  # type: ignore[arg-type]
+        """
+        The inverse of :meth:`as_dict`, for policies read back from a store: values outside
+        their ranges (written before the ranges existed, or by hand) are brought into them
+        rather than refused, so that the delivery holding them can still be read, listed
+        and attempted.
+        """
+        delays = data.get("delays", DEFAULT_SCHEDULE)
+        if isinstance(delays, list | tuple):
+            delays = [_clamped(d, 0.0, MAX_RETRY_DELAY, 0.0) for d in delays[:MAX_RETRIES]]
+        return cls(
+            delays=delays,  # type: ignore[arg-type]
+            jitter=_clamped(data.get("jitter", 0.2), 0.0, math.nextafter(1.0, 0.0), 0.2),
+            retry_after_cap=_clamped(
+                data.get("retry_after_cap", 3600.0), 0.0, MAX_RETRY_DELAY, 3600.0
+            ),
+        )
 
 
 def parse_retry_after(value: str | None, now: float) -> float | None:

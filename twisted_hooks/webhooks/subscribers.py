@@ -31,6 +31,9 @@ from twisted_hooks.webhooks.signing import generate_secret
 
 __all__ = [
     "DIGESTS",
+    "MAX_ENDPOINT_CONCURRENCY",
+    "MAX_RATE_LIMIT",
+    "MIN_RATE_LIMIT",
     "RESERVED_HEADERS",
     "STATIC_NAMESPACE",
     "DuplicateSubscriber",
@@ -38,6 +41,8 @@ __all__ = [
     "Subscriber",
     "SubscriberNotFound",
     "SubscriberSource",
+    "check_limits",
+    "limit_range",
     "parse_subscribers",
     "resolve_subscribers",
     "sender_ident",
@@ -65,6 +70,17 @@ RESERVED_HEADERS: frozenset[str] = frozenset(
         "transfer-encoding",
     }
 )
+
+#: The slowest ``rate_limit`` a subscriber may be given, in attempts per second: one attempt
+#: every 1,000 seconds (about 17 minutes). The gate holds a delivery that finds no token in
+#: the bucket until ``1 / rate_limit`` seconds later, so a tinier limit would park
+#: deliveries for days or, at the extreme, forever; an endpoint that must hear from us
+#: less often than this should be deactivated instead.
+MIN_RATE_LIMIT = 0.001
+#: The fastest ``rate_limit`` a subscriber may be given, in attempts per second.
+MAX_RATE_LIMIT = 1_000_000.0
+#: The largest ``max_concurrency`` a subscriber may be given.
+MAX_ENDPOINT_CONCURRENCY = 1_000_000
 
 #: The namespace of the stable ids of static subscribers (UUID version 5).
 STATIC_NAMESPACE = uuid.UUID("8f0d3c1e-2b7a-5d4e-9c61-7a2f4e5b6c70")
@@ -203,6 +219,12 @@ class Subscriber:
         ``None`` for the application's per-host cap only.
     :ivar rate_limit: the most attempts per second to this endpoint (a token bucket whose
         burst is one second's worth), or ``None`` for no limit.
+
+    ``max_concurrency`` and ``rate_limit`` have ranges (:func:`limit_range`), which the
+    HTTP API, the configuration and :func:`parse_subscribers` enforce
+    (:func:`check_limits`); the class itself only requires positive numbers, so that a
+    subscriber stored by an older version is still read. The endpoint gate brings a rate
+    limit outside its range into it.
     :ivar created_at: when the subscriber was created (aware; a naive time is taken as UTC).
     :ivar updated_at: when it last changed (aware UTC).
     """
@@ -217,8 +239,16 @@ class Subscriber:
     active: bool = attrs.field(default=True, validator=_check_bool)
     headers: tuple[tuple[str, str], ...] = attrs.field(default=(), converter=_headers)
     previous_secrets: tuple[str, ...] = attrs.field(default=(), converter=_secrets)
-    max_concurrency: int | None = attrs.field(default=None, validator=_check_limit)
-    rate_limit: float | None = attrs.field(default=None, validator=_check_limit)
+    max_concurrency: int | None = attrs.field(
+        default=None,
+        validator=_check_limit,
+        metadata={"minimum": 1, "maximum": MAX_ENDPOINT_CONCURRENCY},
+    )
+    rate_limit: float | None = attrs.field(
+        default=None,
+        validator=_check_limit,
+        metadata={"minimum": MIN_RATE_LIMIT, "maximum": MAX_RATE_LIMIT},
+    )
     created_at: datetime.datetime = attrs.field(factory=_now, converter=_aware)
     updated_at: datetime.datetime = attrs.field(factory=_now, converter=_aware)
 
@@ -316,6 +346,39 @@ class Subscriber:
         return cls(**fields)
 
 
+def limit_range(name: str) -> tuple[float, float]:
+    """
+    The range ``(minimum, maximum)`` of a subscriber's limit, ``"max_concurrency"`` or
+    ``"rate_limit"``: ``(1, MAX_ENDPOINT_CONCURRENCY)`` and
+    ``(MIN_RATE_LIMIT, MAX_RATE_LIMIT)``.
+
+    :raise KeyError: for another name.
+    """
+    if name not in ("max_concurrency", "rate_limit"):
+        raise KeyError(name)
+    metadata = attrs.fields_dict(Subscriber)[name].metadata
+    return metadata["minimum"], metadata["maximum"]
+
+
+def check_limits(subscriber: Subscriber) -> Subscriber:
+    """
+    Refuse a subscriber whose ``max_concurrency`` or ``rate_limit`` is outside its range
+    (:func:`limit_range`).
+
+    :return: ``subscriber``.
+    :raise ValueError: naming the field, its range and the value.
+    """
+    for name in ("max_concurrency", "rate_limit"):
+        value = getattr(subscriber, name)
+        low, high = limit_range(name)
+        if value is not None and not low <= value <= high:
+            raise ValueError(
+                f"subscriber field {name!r} must be from {low:g} to {high:g} (or null), "
+                f"got {value!r}"
+            )
+    return subscriber
+
+
 def _isoformat(moment: datetime.datetime) -> str:
     text = moment.astimezone(datetime.timezone.utc).isoformat()
     return text[:-6] + "Z" if text.endswith("+00:00") else text
@@ -376,7 +439,7 @@ def _one(event: str, item: object, default_secret: str) -> Subscriber:
         if not any(data.get(k) for k in ("secret", "hmac_secret")):
             data.pop("hmac_secret", None)
             data["secret"] = default_secret
-        return Subscriber.from_dict(data)
+        return check_limits(Subscriber.from_dict(data))
     raise ValueError(
         f"static subscriber for {event!r} must be a URL, a dict, a Subscriber or a callable, "
         f"got {type(item).__name__} {item!r}"
@@ -391,7 +454,8 @@ def parse_subscribers(
 
     ``config`` maps an event pattern to a URL, a dict (see :meth:`Subscriber.from_dict`),
     a :class:`Subscriber`, a callable, or a list of these. Subscribers without an id get a
-    stable one (:func:`static_id`); without a secret they get ``default_secret``.
+    stable one (:func:`static_id`); without a secret they get ``default_secret``. A dict's
+    ``max_concurrency`` and ``rate_limit`` must be within their ranges (:func:`check_limits`).
 
     :return: the subscribers, and the ``(pattern, callable)`` pairs to call at send time.
     :raise ValueError: naming the event and the entry that is wrong.
