@@ -18,6 +18,7 @@ from twisted_hooks.service.config import (
     DEFAULT_LISTEN,
     DEFAULTS,
     LISTENER_KEYS,
+    RANGES,
     ConfigError,
     ListenerSpec,
     ServiceConfig,
@@ -45,6 +46,7 @@ FULL = """
 [hooks]
 listen = tcp:9000
 database = postgresql://hooks@db/hooks
+base_url = https://hooks.example.com/api/
 secret = whsec_c2VjcmV0
 timeout = 7.5
 max_concurrency = 32
@@ -192,6 +194,7 @@ class FileTests(ConfigTestCase):
         settings = config.settings
         self.assertEqual(config.listen, "tcp:9000")
         self.assertEqual(config.database, "postgresql://hooks@db/hooks")
+        self.assertEqual(config.base_url, "https://hooks.example.com/api")
         self.assertEqual(config.default_secret, "whsec_c2VjcmV0")
         self.assertEqual(settings.timeout, 7.5)
         self.assertEqual(settings.max_concurrency, 32)
@@ -547,7 +550,7 @@ class EnvironmentTests(ConfigTestCase):
         self.assertEqual(
             message,
             "environment variable TWISTED_HOOKS_HOOKS_TIMEOUT: [hooks] timeout = 'soon': "
-            "expected a number of seconds greater than 0, such as 10",
+            "expected a number of seconds greater than 0 and at most 3600, such as 10",
         )
 
     def test_ambiguous_sections(self) -> None:
@@ -703,54 +706,72 @@ class ErrorTests(ConfigTestCase):
         where it must be positive, a fraction where it must be whole), naming section,
         key and value and saying what is expected.
         """
+        seconds = "a number of seconds greater than 0 and at most 3600, such as 10"
+        whole = "a whole number from 1 to {}, such as 16"
+        nbytes = "a number of bytes, a whole number from 1 to 67108864, such as 65536"
+        fraction = "a fraction of at least 0 and below 1, such as 0.2"
+        schedule = (
+            "delays in seconds, each from 0 to 2592000, at most 100 of them, separated by "
+            "commas, such as 5, 300, 1800 (nothing: no retries)"
+        )
         cases = [
-            ("hooks", "timeout", "ten", "a number of seconds greater than 0, such as 10"),
-            ("hooks", "timeout", "-1", "a number of seconds greater than 0, such as 10"),
-            ("hooks", "timeout", "0", "a number of seconds greater than 0, such as 10"),
-            ("hooks", "timeout", "nan", "a number of seconds greater than 0, such as 10"),
-            ("hooks", "max_concurrency", "0", "a whole number of at least 1, such as 16"),
-            ("hooks", "max_per_host", "2.5", "a whole number of at least 1, such as 16"),
+            ("hooks", "timeout", "ten", seconds),
+            ("hooks", "timeout", "-1", seconds),
+            ("hooks", "timeout", "0", seconds),
+            ("hooks", "timeout", "nan", seconds),
+            ("hooks", "max_concurrency", "0", whole.format(100000)),
+            ("hooks", "max_per_host", "2.5", whole.format(10000)),
+            ("hooks", "max_response_body", "-5", nbytes),
             (
                 "hooks",
-                "max_response_body",
-                "-5",
-                "a number of bytes, a whole number of at least 1, such as 65536",
+                "lease",
+                "inf",
+                "a number of seconds greater than 0 and at most 86400, such as 10",
             ),
-            ("hooks", "lease", "inf", "a number of seconds greater than 0, such as 10"),
             (
                 "hooks",
                 "poll_interval",
                 "0",
-                "a number of seconds greater than 0, such as 10 (or nothing)",
+                "a number of seconds greater than 0.01 and at most 3600, such as 10 (or nothing)",
             ),
             (
                 "hooks",
                 "keep_delivered",
                 "-1",
-                "a number of seconds greater than 0, such as 10 (or nothing)",
+                "a number of seconds greater than 0 and at most 315360000, such as 10 "
+                "(or nothing)",
             ),
-            ("hooks", "keep_keys", "0", "a number of seconds greater than 0, such as 10"),
             (
                 "hooks",
-                "max_request_body",
-                "1MiB",
-                "a number of bytes, a whole number of at least 1, such as 65536",
+                "keep_keys",
+                "0",
+                "a number of seconds greater than 0 and at most 31536000, such as 10",
             ),
-            ("hooks", "shutdown_timeout", "-1", "a number of seconds, 0 or more, such as 15"),
+            ("hooks", "max_request_body", "1MiB", nbytes),
+            ("hooks", "shutdown_timeout", "-1", "a number of seconds from 0 to 3600, such as 15"),
+            ("retry", "schedule", "5, -1", schedule),
+            ("retry", "jitter", "1", fraction),
+            ("retry", "jitter", "-0.1", fraction),
             (
                 "retry",
-                "schedule",
-                "5, -1",
-                "delays in seconds, each 0 or more, separated by commas, such as 5, 300, "
-                "1800 (nothing: no retries)",
+                "retry_after_cap",
+                "-3",
+                "a number of seconds from 0 to 2592000, such as 15",
             ),
-            ("retry", "jitter", "1", "a fraction of at least 0 and below 1, such as 0.2"),
-            ("retry", "jitter", "-0.1", "a fraction of at least 0 and below 1, such as 0.2"),
-            ("retry", "retry_after_cap", "-3", "a number of seconds, 0 or more, such as 15"),
-            ("health", "circuit_failures", "0", "a whole number of at least 1, such as 16"),
-            ("health", "circuit_cooldown", "0", "a number of seconds greater than 0, such as 10"),
-            ("health", "disable_failures", "x", "a whole number of at least 1, such as 16"),
-            ("health", "disable_period", "-1", "a number of seconds, 0 or more, such as 15"),
+            ("health", "circuit_failures", "0", whole.format(1000000)),
+            (
+                "health",
+                "circuit_cooldown",
+                "0",
+                "a number of seconds greater than 0 and at most 604800, such as 10",
+            ),
+            ("health", "disable_failures", "x", whole.format(1000000)),
+            (
+                "health",
+                "disable_period",
+                "-1",
+                "a number of seconds from 0 to 31536000, such as 15",
+            ),
         ]
         for section, key, value, expected in cases:
             path = self.write(f"[{section}]\n{key} = {value}\n")
@@ -762,6 +783,129 @@ class ErrorTests(ConfigTestCase):
                 f"{path}: [{section}] {key} = {shown!r}: expected {expected}",
                 (section, key, value),
             )
+
+    def test_numbers_above_their_range(self) -> None:
+        """
+        Every numeric key refuses a value above its maximum (RANGES), naming the file,
+        section, key and value and giving the range; the maximum itself is accepted.
+        """
+        for (section, key), (_, maximum) in RANGES.items():
+            if (section, key) == ("retry", "jitter"):
+                continue  # below 1: refused at 1 already (test_bad_numbers)
+            top = str(int(maximum)) if maximum == int(maximum) else str(maximum)
+            too_big = str(int(maximum) + 1) if key != "poll_interval" else "3600.5"
+            extra = "timeout = 1\n" if key == "lease" else ""
+            if key == "timeout":
+                extra = "lease = 86400\n"
+            path = self.write(f"[{section}]\n{extra}{key} = {too_big}\n")
+            with self.assertRaises(ConfigError, msg=(section, key)) as caught:
+                load_config(path, {})
+            error = caught.exception
+            self.assertEqual((error.source, error.section, error.key), (path, section, key))
+            self.assertIn(f"{path}: [{section}] {key} = {too_big!r}: expected", str(error))
+            self.assertIn(top, str(error), (section, key))
+            accepted = self.load(f"[{section}]\n{extra}{key} = {top}\n")
+            self.assertEqual(accepted.raw[f"{section}.{key}"], top)
+
+    def test_huge_values_that_used_to_wedge(self) -> None:
+        """Values that made the service compute times it could not format, or loop for
+        ever, are refused: 1e300 seconds anywhere, a tiny poll interval, a retry
+        schedule of 101 delays, a Retry-After cap of a century."""
+        for section, key, value in [
+            ("hooks", "timeout", "1e300"),
+            ("hooks", "keep_delivered", "1e300"),
+            ("hooks", "poll_interval", "1e-300"),
+            ("retry", "schedule", "5, 1e300"),
+            ("retry", "retry_after_cap", "3153600000"),
+            ("health", "circuit_cooldown", "1e300"),
+        ]:
+            message = self.error(f"[{section}]\n{key} = {value}\n")
+            self.assertIn(f"[{section}] {key} = ", message, (section, key))
+        message = self.error("[retry]\nschedule = " + ", ".join(["1"] * 101) + "\n")
+        self.assertIn("[retry] schedule = ", message)
+        self.assertIn("expected at most 100 delays (it has 101)", message)
+        self.assertEqual(
+            len(self.load("[retry]\nschedule = " + ", ".join(["1"] * 100)).settings.retry.delays),
+            100,
+        )
+
+    def test_numbers_in_ascii_digits_only(self) -> None:
+        """
+        Numbers are read in ASCII digits only: digits of other scripts (which int() and
+        float() read), superscripts, underscores, signs, inf and nan are errors naming
+        the key, in the file and in the environment; ports too.
+        """
+        for text in ("٣", "\uff15", "²", "1_000", "+5", "1 0", "0x10", "1e3"):
+            message = self.error(f"[hooks]\nmax_per_host = {text}\n")
+            self.assertIn(f"[hooks] max_per_host = {text!r}: expected a whole number", message)
+        for text in ("٣", "\uff15", "1_0", "+5", "inf", "-inf", "nan", "1e999"):
+            message = self.error(f"[hooks]\nshutdown_timeout = {text}\n")
+            self.assertIn(f"[hooks] shutdown_timeout = {text!r}: expected", message)
+        message = self.error(environ={"TWISTED_HOOKS_HOOKS_MAX_PER_HOST": "٣"})
+        self.assertIn("TWISTED_HOOKS_HOOKS_MAX_PER_HOST: [hooks] max_per_host = '٣'", message)
+        message = self.error("[validators]\nports = 80, ٤٤٣\n")
+        self.assertIn("[validators] ports = '٤٤٣': expected TCP ports", message)
+        message = self.error("[retry]\nschedule = 5, ٣٠٠\n")
+        self.assertIn("[retry] schedule = '٣٠٠': expected delays", message)
+        config = self.load("[hooks]\ntimeout = 2.5\nlease = 1e2\nshutdown_timeout = .5\n")
+        self.assertEqual(
+            (config.settings.timeout, config.settings.lease, config.shutdown_timeout),
+            (2.5, 100.0, 0.5),
+        )
+
+    def test_base_url(self) -> None:
+        """
+        [hooks] base_url (or TWISTED_HOOKS_HOOKS_BASE_URL) must be an http(s) URL with a
+        host and no user name, password, query or fragment; its trailing / is dropped;
+        empty (the default) is None.
+        """
+        self.assertIsNone(self.load().base_url)
+        self.assertEqual(
+            self.load("[hooks]\nbase_url = http://[::1]:8080/\n").base_url, "http://[::1]:8080"
+        )
+        config = self.load(environ={"TWISTED_HOOKS_HOOKS_BASE_URL": "https://h.example/x/"})
+        self.assertEqual(config.base_url, "https://h.example/x")
+        for value, reason in [
+            ("hooks.example.com", "must start with http:// or https://"),
+            ("ftp://hooks.example.com", "must start with http:// or https://"),
+            ("https://", "has no host"),
+            ("https://user:pw@hooks.example.com", "user name or password"),
+            ("https://user@hooks.example.com", "user name or password"),
+            ("https://hooks.example.com/?a=1", "must not have a query"),
+            ("https://hooks.example.com/?", "must not have a query"),
+            ("https://hooks.example.com/#top", "must not have a fragment"),
+            ("https://hooks.example.com:99999/", "not a valid URL"),
+            ("https://hooks.exämple.com/", "printable ASCII"),
+            ("https://hooks.example.com/a b", "printable ASCII"),
+        ]:
+            path = self.write(f"[hooks]\nbase_url = {value}\n")
+            with self.assertRaises(ConfigError, msg=value) as caught:
+                load_config(path, {})
+            error = caught.exception
+            self.assertEqual((error.section, error.key), ("hooks", "base_url"))
+            self.assertIn(f"{path}: [hooks] base_url = {value!r}: expected the API's", str(error))
+            self.assertIn(reason, str(error), value)
+        message = self.error(environ={"TWISTED_HOOKS_HOOKS_BASE_URL": "https://a@b.example"})
+        self.assertIn(
+            "environment variable TWISTED_HOOKS_HOOKS_BASE_URL: [hooks] base_url", message
+        )
+
+    def test_static_subscriber_limits_out_of_range(self) -> None:
+        """A static subscriber whose rate_limit or max_concurrency is outside its range is
+        an error naming the file, [subscribers], its pattern and the field."""
+        for field, value in (("rate_limit", "1e-300"), ("max_concurrency", "1000001")):
+            text = (
+                f"[hooks]\nsecret = {SECRET}\n[subscribers]\n"
+                f'a.* = {{"url": "https://example.com/h", "{field}": {value}}}\n'
+            )
+            path = self.write(text)
+            with self.assertRaises(ConfigError) as caught:
+                load_config(path, {})
+            error = caught.exception
+            self.assertEqual(
+                (error.source, error.section, error.key), (path, "subscribers", "a.*")
+            )
+            self.assertIn(f"subscriber field {field!r} must be from", str(error))
 
     def test_lease_must_exceed_timeout(self) -> None:
         """A lease not longer than the timeout is an error naming ``lease``."""

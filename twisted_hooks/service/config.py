@@ -8,6 +8,7 @@ and the command line, checks every value and returns a :class:`ServiceConfig`::
     [hooks]
     listen = tcp:8000:interface=127.0.0.1     ; a strports description
     database = sqlite:twisted_hooks.sqlite3    ; or postgresql://...
+    base_url = https://hooks.example.com       ; the API's public URL
     timeout = 10
 
     [retry]
@@ -29,6 +30,10 @@ Thorn's ``THORN_SUBSCRIBERS`` shapes: ``pattern = URL [URL ...]`` or ``pattern =
 and one ``[listener:NAME]`` section per listener (see :mod:`twisted_hooks.listeners`).
 An unknown section or key is an error, except inside ``[listener:NAME]`` sections, whose
 keys belong to the listener. Keys are case-sensitive.
+
+Every number has a range (:data:`RANGES`), and is written in ASCII digits (``10``,
+``0.5``, ``1e3``): other scripts' digits, signs where none is expected, ``inf`` and
+``nan`` are errors naming the file, section and key.
 
 Every key can be overridden by an environment variable
 ``TWISTED_HOOKS_<SECTION>_<KEY>``: the section and the key upper-cased, with every
@@ -54,11 +59,12 @@ import os
 import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import TypeVar
+from urllib.parse import urlsplit
 
 import attrs
 
 from twisted_hooks.webhooks.app import OPERATIONAL, WEBHOOK, Settings
-from twisted_hooks.webhooks.retry import RetryPolicy
+from twisted_hooks.webhooks.retry import MAX_RETRIES, MAX_RETRY_DELAY, RetryPolicy
 from twisted_hooks.webhooks.subscribers import parse_subscribers
 from twisted_hooks.webhooks.validators import (
     IRecipientValidator,
@@ -77,10 +83,12 @@ __all__ = [
     "DEFAULT_LISTEN",
     "ENV_PREFIX",
     "LISTENER_KEYS",
+    "RANGES",
     "SERVICE_ADVICE",
     "ConfigError",
     "ListenerSpec",
     "ServiceConfig",
+    "check_base_url",
     "env_name",
     "load_config",
 ]
@@ -102,6 +110,7 @@ DEFAULTS: Mapping[str, Mapping[str, str]] = {
     "hooks": {
         "listen": DEFAULT_LISTEN,
         "database": DEFAULT_DATABASE,
+        "base_url": "",
         "secret": "",
         "timeout": "10",
         "max_concurrency": "256",
@@ -132,6 +141,32 @@ DEFAULTS: Mapping[str, Mapping[str, str]] = {
         "disable_failures": "50",
         "disable_period": "86400",
     },
+}
+
+_DAY = 86400.0
+
+#: The range of every numeric key, ``(section, key): (minimum, maximum)``, both included
+#: (except a minimum of 0 for keys that must be greater than 0). Each maximum is far
+#: beyond any useful setting; it is there so that no value makes a time the service
+#: computes overflow, or a buffer or a loop unbounded.
+RANGES: Mapping[tuple[str, str], tuple[float, float]] = {
+    ("hooks", "timeout"): (0.0, 3600.0),
+    ("hooks", "max_concurrency"): (1, 100_000),
+    ("hooks", "max_per_host"): (1, 10_000),
+    ("hooks", "max_response_body"): (1, 64 * 1024 * 1024),
+    ("hooks", "lease"): (0.0, _DAY),
+    ("hooks", "poll_interval"): (0.01, 3600.0),
+    ("hooks", "keep_delivered"): (0.0, 3650 * _DAY),
+    ("hooks", "keep_keys"): (0.0, 365 * _DAY),
+    ("hooks", "max_request_body"): (1, 64 * 1024 * 1024),
+    ("hooks", "shutdown_timeout"): (0.0, 3600.0),
+    ("retry", "schedule"): (0.0, MAX_RETRY_DELAY),
+    ("retry", "jitter"): (0.0, 1.0),
+    ("retry", "retry_after_cap"): (0.0, MAX_RETRY_DELAY),
+    ("health", "circuit_failures"): (1, 1_000_000),
+    ("health", "circuit_cooldown"): (0.0, 7 * _DAY),
+    ("health", "disable_failures"): (1, 1_000_000),
+    ("health", "disable_period"): (0.0, 365 * _DAY),
 }
 
 #: The keys of a ``[listener:NAME]`` section that the service reads itself; the others
@@ -232,6 +267,8 @@ class ServiceConfig:
 
     :ivar listen: the API's endpoint, a strports description.
     :ivar database: the store URL (``sqlite:PATH``, ``postgresql://...``).
+    :ivar base_url: the API's public URL (``[hooks] base_url``, without a trailing
+        ``/``), for the URLs its answers give; ``None`` for the address it listens on.
     :ivar settings: the application's settings, from ``[hooks]``, ``[retry]``,
         ``[validators]`` and ``[health]``.
     :ivar static_subscribers: the ``[subscribers]`` section in Thorn's
@@ -252,6 +289,7 @@ class ServiceConfig:
 
     listen: str = DEFAULT_LISTEN
     database: str = DEFAULT_DATABASE
+    base_url: str | None = None
     settings: Settings = attrs.field(factory=lambda: Settings(poll_interval=1.0))
     static_subscribers: Mapping[str, object] = attrs.field(factory=dict)
     default_secret: str | None = None
@@ -274,6 +312,36 @@ def env_name(section: str, key: str | None = None) -> str:
 
 def _normal(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9]", "_", text).upper()
+
+
+def check_base_url(url: str) -> str:
+    """
+    Check a public base URL (``[hooks] base_url``): an absolute ``http`` or ``https`` URL
+    with a host, an optional port and path, and no user name, password, query or
+    fragment, in printable ASCII (an international domain name in its ``xn--`` form).
+
+    :return: the URL without its trailing ``/``.
+    :raise ValueError: saying what is wrong.
+    """
+    text = url.strip()
+    if not text or any(not (" " < ch < "\x7f") for ch in text):
+        raise ValueError("the URL must be printable ASCII without spaces")
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError as error:
+        raise ValueError(f"not a valid URL ({error})") from None
+    if parts.scheme not in ("http", "https"):
+        raise ValueError("the URL must start with http:// or https://")
+    if not parts.hostname:
+        raise ValueError("the URL has no host")
+    if "@" in parts.netloc:
+        raise ValueError("the URL must not hold a user name or password")
+    if parts.query or "?" in text:
+        raise ValueError("the URL must not have a query (?...)")
+    if parts.fragment or "#" in text:
+        raise ValueError("the URL must not have a fragment (#...)")
+    return text.rstrip("/")
 
 
 @attrs.frozen
@@ -347,6 +415,7 @@ def load_config(
         database=reader.required(
             "hooks", "database", "a database URL: 'sqlite:PATH' or 'postgresql://...'"
         ),
+        base_url=_base_url(reader),
         settings=settings,
         static_subscribers=_subscribers(reader, values[_SUBSCRIBERS], settings.policy, secret),
         default_secret=secret,
@@ -362,6 +431,21 @@ def load_config(
 
 def _is_listener(section: str) -> bool:
     return section.startswith(_LISTENER)
+
+
+def _base_url(reader: _Reader) -> str | None:
+    value = reader.get("hooks", "base_url")
+    if not value.text.strip():
+        return None
+    try:
+        return check_base_url(value.text)
+    except ValueError as error:
+        raise _fail(
+            "hooks",
+            "base_url",
+            value,
+            f"the API's public URL, such as https://hooks.example.com ({error})",
+        ) from None
 
 
 def _read(path: str) -> dict[str, dict[str, _Value]]:
@@ -517,7 +601,8 @@ def _fail(section: str, key: str, value: _Value, expected: str) -> ConfigError:
 
 @attrs.frozen
 class _Kind:
-    """What a number must be."""
+    """What a number must be; ``expected`` may name ``{minimum}`` and ``{maximum}``, which
+    :meth:`of` fills in from :data:`RANGES`."""
 
     expected: str
     integer: bool = False
@@ -525,16 +610,40 @@ class _Kind:
     strict: bool = True
     empty: bool = False
     below: float = math.inf
+    maximum: float = math.inf
+
+    def of(self, section: str, key: str) -> _Kind:
+        """This kind with the range of ``key`` of ``section``."""
+        low, high = RANGES[section, key]
+        words = {"minimum": _figure(low), "maximum": _figure(high)}
+        return attrs.evolve(
+            self, expected=self.expected.format(**words), minimum=low, maximum=high
+        )
 
 
-_seconds = _Kind("a number of seconds greater than 0, such as 10")
-_seconds_or_zero = _Kind("a number of seconds, 0 or more, such as 15", strict=False)
-_whole = _Kind("a whole number of at least 1, such as 16", integer=True, minimum=1, strict=False)
-_bytes = _Kind("a number of bytes, a whole number of at least 1, such as 65536", integer=True)
+def _figure(number: float) -> str:
+    return str(int(number)) if number == int(number) else f"{number:g}"
+
+
+# ASCII digits only: int() and float() also read the digits of other scripts (Arabic-Indic,
+# full-width...), underscores, "inf" and "nan".
+_INTEGER = re.compile(r"[0-9]{1,18}")
+_DECIMAL = re.compile(r"([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?")
+
+_seconds = _Kind("a number of seconds greater than {minimum} and at most {maximum}, such as 10")
+_seconds_or_zero = _Kind("a number of seconds from 0 to {maximum}, such as 15", strict=False)
+_whole = _Kind(
+    "a whole number from {minimum} to {maximum}, such as 16", integer=True, strict=False
+)
+_bytes = _Kind(
+    "a number of bytes, a whole number from 1 to {maximum}, such as 65536",
+    integer=True,
+    strict=False,
+)
 _fraction = _Kind("a fraction of at least 0 and below 1, such as 0.2", strict=False, below=1)
 _delays = _Kind(
-    "delays in seconds, each 0 or more, separated by commas, such as 5, 300, 1800 "
-    "(nothing: no retries)",
+    "delays in seconds, each from 0 to {maximum}, at most "
+    f"{MAX_RETRIES} of them, separated by commas, such as 5, 300, 1800 (nothing: no retries)",
     strict=False,
 )
 
@@ -562,12 +671,12 @@ class _Reader:
 
     def number(self, section: str, key: str, kind: _Kind) -> float | int:
         value = self.get(section, key)
-        return _number(section, key, value, value.text.strip(), kind)
+        return _number(section, key, value, value.text.strip(), kind.of(section, key))
 
     def optional(self, section: str, key: str, kind: _Kind) -> float | int | None:
         value = self.get(section, key)
         text = value.text.strip()
-        return None if not text else _number(section, key, value, text, kind)
+        return None if not text else _number(section, key, value, text, kind.of(section, key))
 
     def items(self, section: str, key: str, parse: Callable[[str, str, _Value], _T]) -> list[_T]:
         value = self.get(section, key)
@@ -584,26 +693,27 @@ class _Reader:
 
 def _number(section: str, key: str, value: _Value, text: str, kind: _Kind) -> float | int:
     expected = kind.expected + (" (or nothing)" if kind.empty else "")
-    try:
-        number: float | int = int(text) if kind.integer else float(text)
-    except ValueError:
-        raise _fail(section, key, value, expected) from None
+    syntax = _INTEGER if kind.integer else _DECIMAL
+    if not syntax.fullmatch(text):
+        raise _fail(section, key, value, expected)
+    number: float | int = int(text) if kind.integer else float(text)
     too_small = number <= kind.minimum if kind.strict else number < kind.minimum
     if too_small or not math.isfinite(number) or not number < kind.below:
+        raise _fail(section, key, value, expected)
+    if number > kind.maximum:
         raise _fail(section, key, value, expected)
     return number
 
 
 def _delay(section: str, key: str, value: _Value) -> float:
-    return float(_number(section, key, value, value.text, _delays))
+    return float(_number(section, key, value, value.text, _delays.of(section, key)))
 
 
 def _port(section: str, key: str, value: _Value) -> int:
     expected = "TCP ports from 1 to 65535 separated by commas, such as 80, 443 (nothing: any)"
-    try:
-        port = int(value.text)
-    except ValueError:
-        raise _fail(section, key, value, expected) from None
+    if not re.fullmatch(r"[0-9]{1,5}", value.text):
+        raise _fail(section, key, value, expected)
+    port = int(value.text)
     if not 0 < port < 65536:
         raise _fail(section, key, value, expected)
     return port
@@ -653,8 +763,16 @@ def _settings(reader: _Reader, extra_networks: tuple[str, ...]) -> Settings:
         validators=validators, allowed_networks=allowed, advice=SERVICE_ADVICE
     )
 
+    schedule = reader.items("retry", "schedule", _delay)
+    if len(schedule) > MAX_RETRIES:
+        raise _fail(
+            "retry",
+            "schedule",
+            reader.get("retry", "schedule"),
+            f"at most {MAX_RETRIES} delays (it has {len(schedule)})",
+        )
     retry = RetryPolicy(
-        delays=tuple(reader.items("retry", "schedule", _delay)),
+        delays=tuple(schedule),
         jitter=reader.number("retry", "jitter", _fraction),
         retry_after_cap=reader.number("retry", "retry_after_cap", _seconds_or_zero),
     )
