@@ -6,14 +6,17 @@ database and captured output, checking what is printed and the exit status.
 
 from __future__ import annotations
 
+import argparse
 import io
 import json
+import os
+import re
 import time
 from pathlib import Path
 
 import pytest
 
-from twisted_hooks.service.cli import main, read_headers
+from twisted_hooks.service.cli import build_parser, main, read_headers
 from twisted_hooks.webhooks.delivery import Delivery
 from twisted_hooks.webhooks.sender import delivery_headers
 from twisted_hooks.webhooks.signing import generate_secret
@@ -51,14 +54,16 @@ def run(tmp_path: Path) -> Run:
 # -- tokens ----------------------------------------------------------------------------------
 
 
-def test_token_create_prints_only_the_token(run: Run) -> None:
-    """``token create`` prints the token's text, one line, nothing else; exit 0."""
+def test_token_create_prints_only_the_token(run: Run, tmp_path: Path) -> None:
+    """``token create`` prints the token's text, one line, nothing else, on standard
+    output (so ``TOKEN=$(...)`` captures it); the database it used is named on standard
+    error only; exit 0."""
     assert run("token", "create", "alice", "--scopes", "publish,subscribe") == 0
     lines = run.out.splitlines()
     assert len(lines) == 1
     assert lines[0].startswith("thk_")
     assert len(lines[0]) > 40
-    assert run.err == ""
+    assert run.err == f"twisted-hooks: database {tmp_path / 'hooks.sqlite3'} (--database)\n"
 
 
 def test_token_list_shows_tokens_never_their_text(run: Run) -> None:
@@ -201,6 +206,7 @@ def test_subscribe_bad_pattern(run: Run) -> None:
 
 def test_unsubscribe_unknown(run: Run) -> None:
     """Removing an unknown subscriber exits 1."""
+    run("migrate")
     assert run("unsubscribe", "00000000-0000-0000-0000-000000000000") == 1
     assert "no subscriber" in run.err
 
@@ -253,6 +259,7 @@ def test_send_bad_data(run: Run) -> None:
 
 def test_retry_errors(run: Run) -> None:
     """``retry`` of an unknown delivery, or of one that is not dead, exits 1."""
+    run("migrate")
     assert run("retry", "nope") == 1
     assert "no delivery has the id" in run.err
     run("subscribe", "order.*", "http://127.0.0.1:8080/a")
@@ -372,6 +379,13 @@ def test_verify_old_timestamp(run: Run, tmp_path: Path) -> None:
     body.write_bytes(b"{}")
     assert run(*verify_argv(secret, headers, body), database=False) == 1
     assert "timestamp" in run.err.lower()
+    found = re.search(r"widen the window with --tolerance (\d+)$", run.err.strip())
+    assert found is not None, run.err
+    assert 3600 < int(found.group(1)) < 3700
+    assert (
+        run(*verify_argv(secret, headers, body, "--tolerance", found.group(1)), database=False)
+        == 0
+    )
     assert run(*verify_argv(secret, headers, body, "--tolerance", "7200"), database=False) == 0
 
 
@@ -395,3 +409,213 @@ def test_verify_unreadable_files(run: Run, tmp_path: Path) -> None:
     garbage.write_text("this is not a header\n")
     assert run(*verify_argv("s", garbage, body), database=False) == 2
     assert "not 'Name: value'" in run.err
+
+
+# -- which database --------------------------------------------------------------------------
+
+
+def cli(argv: list[str], environ: dict[str, str] | None = None) -> tuple[int, str, str]:
+    """Run the command in process: its exit status, standard output and standard error."""
+    out, err = io.StringIO(), io.StringIO()
+    status = main(argv, stdout=out, stderr=err, environ={} if environ is None else environ)
+    return status, out.getvalue(), err.getvalue()
+
+
+READ_ONLY = [
+    ["token", "list"],
+    ["token", "revoke", "alice"],
+    ["list"],
+    ["unsubscribe", "00000000-0000-0000-0000-000000000000"],
+    ["deliveries"],
+    ["retry", "00000000-0000-0000-0000-000000000000"],
+]
+
+
+@pytest.mark.parametrize("argv", READ_ONLY, ids=" ".join)
+def test_commands_that_read_never_create_a_database(
+    argv: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Run where there is no database, a command that reads or changes existing records
+    fails with exit 1 and one line naming the absolute path of the file it looked for and
+    why that one (the default, in the current directory), and creates no file."""
+    monkeypatch.chdir(tmp_path)
+    status, out, err = cli(argv)
+    assert status == 1
+    assert out == ""
+    expected = tmp_path / "twisted_hooks.sqlite3"
+    assert err.count("\n") == 1, err
+    assert err.startswith(f"twisted-hooks: no database at {expected} (the default, ")
+    assert "in the current directory" in err
+    assert "--database" in err and "TWISTED_HOOKS_DATABASE" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_relative_database_is_shown_absolute(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A relative ``sqlite:`` path is the file in the current directory, and standard
+    error names its absolute path; a second command elsewhere with the absolute path
+    finds the same records."""
+    monkeypatch.chdir(tmp_path)
+    status, out, err = cli(["token", "create", "alice", "--database", "sqlite:hooks.db"])
+    assert status == 0, err
+    assert err == f"twisted-hooks: database {tmp_path / 'hooks.db'} (--database)\n"
+    assert (tmp_path / "hooks.db").exists()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    status, out, _ = cli(["token", "list", "--database", f"sqlite:{tmp_path / 'hooks.db'}"])
+    assert status == 0
+    assert "alice" in out
+
+
+def test_database_environment_variable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``TWISTED_HOOKS_DATABASE`` names the database when ``--database`` does not, and
+    standard error says it came from there."""
+    monkeypatch.chdir(tmp_path)
+    environ = {"TWISTED_HOOKS_DATABASE": f"sqlite:{tmp_path / 'env.db'}"}
+    status, _, err = cli(["token", "create", "alice"], environ)
+    assert status == 0, err
+    assert err == f"twisted-hooks: database {tmp_path / 'env.db'} (TWISTED_HOOKS_DATABASE)\n"
+    status, out, _ = cli(["token", "list"], environ)
+    assert "alice" in out
+    assert not (tmp_path / "twisted_hooks.sqlite3").exists()
+
+
+def test_database_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The command line wins over ``TWISTED_HOOKS_DATABASE``, which wins over
+    ``TWISTED_HOOKS_HOOKS_DATABASE``, which wins over ``[hooks] database`` of the
+    configuration, which wins over the default; each source is named."""
+    monkeypatch.chdir(tmp_path)
+    config = tmp_path / "hooks.ini"
+    config.write_text("[hooks]\ndatabase = sqlite:from-config.db\n")
+    general = {"TWISTED_HOOKS_HOOKS_DATABASE": "sqlite:from-general.db"}
+    short = {"TWISTED_HOOKS_DATABASE": "sqlite:from-env.db"}
+    cases = [
+        ([], {}, "twisted_hooks.sqlite3", "the default, sqlite:twisted_hooks.sqlite3"),
+        (["--config", str(config)], {}, "from-config.db", f"[hooks] database in {config}"),
+        (["--config", str(config)], general, "from-general.db", "TWISTED_HOOKS_HOOKS_DATABASE"),
+        (["--config", str(config)], {**general, **short}, "from-env.db", "TWISTED_HOOKS_DATABASE"),
+        (
+            ["--config", str(config), "--database", "sqlite:from-option.db"],
+            {**general, **short},
+            "from-option.db",
+            "--database",
+        ),
+    ]
+    for extra, environ, name, source in cases:
+        status, _, err = cli(["migrate", *extra], environ)
+        assert status == 0, err
+        assert err.startswith(f"twisted-hooks: database {tmp_path / name} ({source}"), err
+        assert (tmp_path / name).exists()
+
+
+def test_global_options_before_the_command(run: Run) -> None:
+    """``--database`` and ``--config`` are accepted before the command (and its action)
+    as after it; given in both places, the one after the command wins."""
+    status, out, err = cli(
+        ["--database", run.database, "--config", str(run.config), "token", "create", "alice"]
+    )
+    assert status == 0, err
+    assert out.startswith("thk_")
+    status, out, _ = cli(["--database", run.database, "token", "list"])
+    assert "alice" in out
+    status, out, _ = cli(["token", "list", "--database", run.database])
+    assert "alice" in out
+    status, out, err = cli(
+        ["--database", "sqlite:/nonexistent/x.db", "token", "list", "--database", run.database]
+    )
+    assert status == 0, err
+    assert "alice" in out
+    status, _, err = cli(
+        [
+            "--config",
+            str(run.config),
+            "subscribe",
+            "a.*",
+            "http://127.0.0.1:9000/",
+            "--database",
+            run.database,
+        ]
+    )
+    assert status == 0, err
+
+
+def test_postgresql_password_is_never_printed() -> None:
+    """Standard error names a PostgreSQL database by its URL without the password
+    (a connection failure is the command's failure, exit 1, without the password)."""
+    url = "postgresql://hooks:s3cret@127.0.0.1:1/hooks"
+    status, _, err = cli(["token", "list", "--database", url])
+    assert "s3cret" not in err
+    assert "twisted-hooks: database postgresql://hooks:***@127.0.0.1:1/hooks (--database)" in err
+    assert status == 1
+
+
+@pytest.mark.skipif(
+    not os.environ.get("TWISTED_HOOKS_TEST_POSTGRES"), reason="TWISTED_HOOKS_TEST_POSTGRES unset"
+)
+def test_postgresql_database_is_named() -> None:
+    """On PostgreSQL, the command names the database by its URL."""
+    url = os.environ["TWISTED_HOOKS_TEST_POSTGRES"]
+    status, out, err = cli(["migrate", "--database", url])
+    assert status == 0, err
+    assert err.startswith("twisted-hooks: database postgresql://")
+    assert "schema version" in out
+
+
+# -- help ------------------------------------------------------------------------------------
+
+
+def parsers() -> list[tuple[str, argparse.ArgumentParser]]:
+    """Every parser of the command, by its command line."""
+    found: list[tuple[str, argparse.ArgumentParser]] = []
+
+    def walk(name: str, parser: argparse.ArgumentParser) -> None:
+        found.append((name, parser))
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for child, sub in action.choices.items():
+                    walk(f"{name} {child}", sub)
+
+    walk("twisted-hooks", build_parser())
+    return found
+
+
+@pytest.mark.parametrize(("name", "parser"), parsers(), ids=[n for n, _ in parsers()])
+def test_every_option_has_help(name: str, parser: argparse.ArgumentParser) -> None:
+    """Every option and argument of every command has help text, and every command a
+    description and examples in an epilog kept as written."""
+    for action in parser._actions:
+        if action.help == argparse.SUPPRESS:
+            assert action.dest in ("database", "config"), (name, action.dest)
+            continue
+        assert action.help and len(action.help) > 8, (name, action.dest)
+    assert parser.description, name
+    if isinstance(parser.formatter_class, type) and name.count(" ") >= 1:
+        assert issubclass(parser.formatter_class, argparse.RawDescriptionHelpFormatter)
+        assert parser.epilog is not None and "examples:" in parser.epilog, name
+        assert "twisted-hooks " in parser.epilog, name
+    help_text = parser.format_help()
+    assert max(len(line) for line in help_text.splitlines()) <= 88, (name, help_text)
+
+
+def test_verify_lists_only_its_options(run: Run, tmp_path: Path) -> None:
+    """``verify --help`` lists the options verify uses, not ``--database`` or ``--config``
+    (which it accepts, and ignores, after the command as every command does)."""
+    parser = dict(parsers())["twisted-hooks verify"]
+    text = parser.format_help()
+    for option in ("--secret", "--headers", "--body", "--digest", "--tolerance"):
+        assert option in text
+    assert "--database" not in text and "--config" not in text
+    secret = generate_secret()
+    headers, body = signed(tmp_path, secret)
+    assert run(*verify_argv(secret, headers, body)) == 0
+
+
+def test_help_of_every_command(capsys: pytest.CaptureFixture[str]) -> None:
+    """``COMMAND --help`` prints the command's description and its examples; exit 0."""
+    for argv in (["token", "create"], ["receive"], ["verify"], ["deliveries"]):
+        assert main([*argv, "--help"]) == 0
+        printed = capsys.readouterr().out
+        assert "examples:" in printed
+        assert f"twisted-hooks {argv[0]}" in printed

@@ -35,25 +35,36 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any, TextIO
 
+import attrs
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
-from twisted_hooks._version import __version__
-from twisted_hooks.service.config import ConfigError, ServiceConfig, load_config
+from twisted_hooks.service._arguments import PROG, CommandError, build_parser
+from twisted_hooks.service._arguments import UsageError as _UsageError
+from twisted_hooks.service._database import (
+    DATABASE_ENV,
+    absolute_database,
+    database_override,
+    database_source,
+    describe_database,
+    sqlite_path,
+)
+from twisted_hooks.service._receive import run_receiver, tolerance_hint
+from twisted_hooks.service.config import (
+    ConfigError,
+    ServiceConfig,
+    load_config,
+)
 from twisted_hooks.service.tokens import create_token
 from twisted_hooks.store import Store, StoreError, open_store
-from twisted_hooks.store.tokens import SCOPES
 from twisted_hooks.webhooks import Hooks
-from twisted_hooks.webhooks.delivery import STATUSES
-from twisted_hooks.webhooks.encoding import FORM, JSON
 from twisted_hooks.webhooks.signing import (
-    DEFAULT_TOLERANCE,
-    DIGEST_METHODS,
     SignatureError,
     verify,
     verify_standard,
@@ -63,7 +74,6 @@ from twisted_hooks.webhooks.validators import RefusalAdvice, SecurityError
 
 __all__ = ["CommandError", "main"]
 
-PROG = "twisted-hooks"
 
 #: Exit statuses.
 OK, FAILED, USAGE = 0, 1, 2
@@ -86,136 +96,11 @@ _COMMAND_ADVICE = RefusalAdvice(
 )
 
 
-class CommandError(Exception):
-    """A command failed; the message says why (printed on standard error, exit 1)."""
-
-
-class _UsageError(Exception):
-    """Bad arguments or configuration (exit 2)."""
-
-
-class _Parser(argparse.ArgumentParser):
-    """Reports usage errors by raising, so :func:`main` returns 2 instead of exiting."""
-
-    def error(self, message: str) -> Any:
-        raise _UsageError(f"{message}\n{self.format_usage().rstrip()}")
-
-
-def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--database",
-        metavar="URL",
-        help="the store: sqlite:PATH or postgresql://... (default: [hooks] database of the "
-        "configuration, else sqlite:twisted_hooks.sqlite3)",
-    )
-    parser.add_argument("--config", metavar="FILE", help="the service's configuration file")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of every command (for the documentation and the tests)."""
-    parser = _Parser(
-        prog=PROG,
-        description="Manage the twisted_hooks service's database: API tokens, subscribers, "
-        "events and deliveries; verify a delivery's signatures.",
-    )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    commands.required = True
-
-    def add(name: str, help: str) -> argparse.ArgumentParser:
-        sub: argparse.ArgumentParser = commands.add_parser(name, help=help, description=help)
-        _common(sub)
-        return sub
-
-    token = commands.add_parser("token", help="create, list or revoke API tokens")
-    token_commands = token.add_subparsers(
-        dest="token_command", metavar="ACTION", parser_class=_Parser
-    )
-    token_commands.required = True
-    create = token_commands.add_parser(
-        "create", help="make a token and print it (only the token: it is shown once)"
-    )
-    _common(create)
-    create.add_argument("name", help="the token's unique name")
-    create.add_argument(
-        "--scopes",
-        default="publish,subscribe",
-        help=f"comma-separated, some of {', '.join(sorted(SCOPES))} (default: publish,subscribe)",
-    )
-    create.add_argument("--owner", help="the user its subscriptions belong to (default: NAME)")
-    listing = token_commands.add_parser("list", help="list the tokens (never their text)")
-    _common(listing)
-    revoke = token_commands.add_parser("revoke", help="revoke a token by name")
-    _common(revoke)
-    revoke.add_argument("name")
-
-    add("migrate", "create the database, or bring its schema up to date")
-
-    subscribe = add("subscribe", "add a subscriber (prints it as JSON, with its secret)")
-    subscribe.add_argument("event", help="an event pattern: name, '*', 'topic.*', '*.rest'")
-    subscribe.add_argument("url", help="where deliveries are POSTed")
-    subscribe.add_argument("--owner", help="the user it belongs to (receives only their events)")
-    subscribe.add_argument("--content-type", default=JSON, choices=(JSON, FORM))
-    subscribe.add_argument("--digest", default="sha256", choices=sorted(DIGEST_METHODS))
-    subscribe.add_argument("--secret", help="the signing secret (default: a new whsec_ secret)")
-    subscribe.add_argument(
-        "--allow-network",
-        action="append",
-        metavar="CIDR",
-        help="accept a URL in this internal network, on any port, as the service started "
-        "with the same --allow-network delivers to it (127.0.0.0/8); repeatable; added to "
-        "[validators] allowed_networks",
-    )
-
-    unsubscribe = add("unsubscribe", "remove a subscriber")
-    unsubscribe.add_argument("id")
-
-    listed = add("list", "list the subscribers")
-    listed.add_argument("--owner", help="only this user's")
-
-    send = add("send", "publish an event; the running service delivers it")
-    send.add_argument("event", help="the event name")
-    send.add_argument("--data", default="{}", help="the payload, as JSON (default: {})")
-    send.add_argument("--sender", help="who sends it (owned subscribers receive their own)")
-    send.add_argument("--id", help="the event id; publishing an id again delivers nothing")
-
-    deliveries = add("deliveries", "list deliveries, newest first")
-    deliveries.add_argument("--status", choices=STATUSES)
-    deliveries.add_argument("--hook", metavar="ID", help="only this subscriber's")
-    deliveries.add_argument("--limit", type=int, default=50)
-
-    retry = add("retry", "attempt a dead delivery again")
-    retry.add_argument("id")
-
-    check = commands.add_parser(
-        "verify",
-        help="check a delivery's Hook-HMAC and webhook-signature (a receiver's helper)",
-    )
-    _common(check)  # accepted, like every command's, and unused
-    check.add_argument("--secret", required=True, help="the subscription's secret")
-    check.add_argument(
-        "--headers",
-        required=True,
-        metavar="FILE",
-        help="the request's headers: 'Name: value' lines (as curl -D writes them) or a "
-        "JSON object",
-    )
-    check.add_argument("--body", required=True, metavar="FILE", help="the raw request body")
-    check.add_argument("--digest", default="sha256", choices=sorted(DIGEST_METHODS))
-    check.add_argument(
-        "--tolerance",
-        type=float,
-        default=DEFAULT_TOLERANCE,
-        help=f"seconds webhook-timestamp may be off (default: {DEFAULT_TOLERANCE})",
-    )
-    return parser
-
-
 def main(
     argv: Sequence[str] | None = None,
     stdout: TextIO | None = None,
     stderr: TextIO | None = None,
-    environ: dict[str, str] | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> int:
     """
     Run one command.
@@ -228,6 +113,7 @@ def main(
     """
     out = stdout if stdout is not None else sys.stdout
     err = stderr if stderr is not None else sys.stderr
+    env: Mapping[str, str] = os.environ if environ is None else environ
     try:
         args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
     except _UsageError as error:
@@ -239,7 +125,11 @@ def main(
         if args.command == "verify":
             _verify(args, out)
             return OK
-        config = _config(args, environ)
+        if args.command == "receive":
+            run_receiver(args, out)
+            return OK
+        config = _config(args, env)
+        _announce_database(args, env, config, err)
         _run(lambda reactor: _command(args, config, reactor, out))
     except _UsageError as error:
         err.write(f"{PROG}: error: {error}\n")
@@ -253,18 +143,48 @@ def main(
     return OK
 
 
-def _config(args: argparse.Namespace, environ: dict[str, str] | None) -> ServiceConfig:
+def _config(args: argparse.Namespace, environ: Mapping[str, str]) -> ServiceConfig:
+    """The configuration, its database chosen as the service chooses it, made absolute."""
     try:
-        return load_config(
+        config = load_config(
             args.config,
             environ,
             overrides={
-                "database": args.database,
+                "database": database_override(args.database, environ),
                 "allow_network": getattr(args, "allow_network", None),
             },
         )
     except ConfigError as error:
         raise _UsageError(str(error)) from None
+    return attrs.evolve(config, database=absolute_database(config.database))
+
+
+#: The commands that read or change what is already in the database: they never create
+#: one (an empty new database would only hide that the wrong one was named).
+_NEED_EXISTING = frozenset(
+    {"token list", "token revoke", "unsubscribe", "list", "deliveries", "retry"}
+)
+
+
+def _announce_database(
+    args: argparse.Namespace, environ: Mapping[str, str], config: ServiceConfig, err: TextIO
+) -> None:
+    """
+    Say on standard error which database the command uses, and where that choice came
+    from; for a command that needs an existing database, fail (one line) when its SQLite
+    file does not exist.
+    """
+    source = database_source(args.database, environ, config)
+    path = sqlite_path(config.database)
+    missing = path is not None and path != ":memory:" and not os.path.exists(path)
+    if missing and _name(args) in _NEED_EXISTING:
+        raise CommandError(
+            f"no database at {path} ({source}); run the command where the service "
+            f"runs (its log names its database), or name it with --database or "
+            f"{DATABASE_ENV}"
+        )
+    err.write(f"{PROG}: database {describe_database(config.database)} ({source})\n")
+    err.flush()
 
 
 # -- running Twisted code from a command ---------------------------------------------------
@@ -585,7 +505,7 @@ def _verify(args: argparse.Namespace, out: TextIO) -> None:
     try:
         verify_standard(args.secret, headers, body, tolerance=args.tolerance)
     except SignatureError as error:
-        raise CommandError(f"invalid: webhook-signature: {error}") from None
+        raise CommandError(f"invalid: webhook-signature: {error}{tolerance_hint(error)}") from None
     except ValueError as error:
         raise CommandError(f"invalid: {error}") from None
     out.write(f"valid: Hook-HMAC ({args.digest}) and webhook-signature match the body\n")

@@ -30,10 +30,12 @@ from __future__ import annotations
 
 import atexit
 import os
+import re
 import sys
 from collections.abc import Callable
 from typing import Any
 
+import attrs
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import serverFromString
@@ -48,6 +50,13 @@ from zope.interface.registry import Components
 from twisted_hooks._version import __version__
 from twisted_hooks.listeners import LoadedListeners, load_listeners
 from twisted_hooks.registry import register_dispatcher
+from twisted_hooks.service._database import (
+    DATABASE_ENV,
+    absolute_database,
+    database_override,
+    database_source,
+    describe_database,
+)
 from twisted_hooks.service.config import (
     DEFAULT_DATABASE,
     DEFAULT_LISTEN,
@@ -58,7 +67,14 @@ from twisted_hooks.service.config import (
 from twisted_hooks.store import Store, StoreError, make_store, open_store
 from twisted_hooks.webhooks import Hooks
 
-__all__ = ["HooksService", "Options", "exit_on_failure", "makeService"]
+__all__ = [
+    "LISTEN_FORMS",
+    "HooksService",
+    "Options",
+    "exit_on_failure",
+    "listen_endpoint",
+    "makeService",
+]
 
 _log = Logger(namespace="twisted_hooks.service")
 
@@ -67,39 +83,54 @@ class Options(usage.Options):
     """
     The options of ``twist hooks`` / ``twistd -n hooks``.
 
-    ``--listen`` and ``--database`` win over the configuration file and the environment;
-    ``--allow-network`` (repeatable) adds to ``[validators] allowed_networks``. A bad
-    option or configuration is a usage error, reported before anything starts.
+    ``--listen`` and ``--database`` win over the configuration file and the environment
+    (for the database, ``TWISTED_HOOKS_DATABASE`` comes next); ``--allow-network``
+    (repeatable) adds to ``[validators] allowed_networks``. A bad option or configuration
+    is a usage error, reported before anything starts.
+
+    Once parsed, :attr:`service_config` holds the configuration, with the listen endpoint
+    in its full form (:func:`listen_endpoint`) and an SQLite path made absolute;
+    :attr:`database_source` says where the database was chosen.
     """
 
     synopsis = "[--listen=ENDPOINT] [--database=URL] [--config=FILE] [--allow-network=CIDR]"
     longdesc = (
         "Run the twisted_hooks webhook service: the HTTP API (bearer tokens made with "
         "'twisted-hooks token create'), and signed, retried, durable deliveries from the "
-        "database."
+        "database. The database is --database, else $TWISTED_HOOKS_DATABASE, else "
+        "[hooks] database of --config, else twisted_hooks.sqlite3 in the current "
+        "directory; the service logs its absolute path at start."
     )
     optParameters = [
         [
             "listen",
             "l",
             None,
-            f"the API's endpoint, a strports description (default: [hooks] listen, "
-            f"else {DEFAULT_LISTEN})",
+            f"where the API listens: PORT (on 127.0.0.1 only), tcp:PORT:interface=ADDR, "
+            f"unix:PATH, ... (a strports description; default: [hooks] listen, else "
+            f"{DEFAULT_LISTEN})",
         ],
         [
             "database",
             "d",
             None,
-            f"the store: sqlite:PATH or postgresql://... (default: [hooks] database, "
-            f"else {DEFAULT_DATABASE})",
+            f"the store: sqlite:PATH or postgresql://... (default: ${DATABASE_ENV}, else "
+            f"[hooks] database, else {DEFAULT_DATABASE} in the current directory)",
         ],
-        ["config", "c", None, "the configuration file (INI)"],
+        [
+            "config",
+            "c",
+            None,
+            "the configuration file (INI); without it, the defaults and the TWISTED_HOOKS_* "
+            "environment variables",
+        ],
     ]
 
     def __init__(self) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self["allow-network"] = []
         self.service_config: ServiceConfig | None = None
+        self.database_source: str | None = None
 
     def opt_allow_network(self, cidr: str) -> None:
         """Deliver to this internal network (CIDR, e.g. 127.0.0.0/8); repeatable."""
@@ -107,19 +138,88 @@ class Options(usage.Options):
 
     def postOptions(self) -> None:
         """Read and check the configuration now, so that errors are usage errors."""
+        environ = os.environ
         try:
             config = load_config(
                 self["config"],
                 overrides={
                     "listen": self["listen"],
-                    "database": self["database"],
+                    "database": database_override(self["database"], environ),
                     "allow_network": self["allow-network"] or None,
                 },
             )
             _check_database_url(config.database)
+            where = "--listen" if self["listen"] is not None else "[hooks] listen"
+            listen = listen_endpoint(config.listen, where)
         except (ConfigError, ValueError) as error:
             raise usage.UsageError(str(error)) from None
-        self.service_config = config
+        self.database_source = database_source(self["database"], environ, config)
+        self.service_config = attrs.evolve(
+            config, listen=listen, database=absolute_database(config.database)
+        )
+
+
+#: The endpoint forms ``--listen`` accepts, for messages.
+LISTEN_FORMS = (
+    "PORT (e.g. 8000: 127.0.0.1 only), tcp:PORT:interface=ADDR (0.0.0.0: every IPv4 "
+    "interface), tcp6:PORT:interface=ADDR, unix:PATH, or "
+    "ssl:PORT:privateKey=KEY.pem:certKey=CERT.pem"
+)
+
+_HOST_PORT = re.compile(r"(?:\[([0-9A-Fa-f:.]+)\]|([0-9A-Za-z.-]+)):([0-9]+)")
+
+
+def _host_port_hint(text: str) -> str:
+    """For ``HOST:PORT`` (or ``[IPv6]:PORT``), the description meaning it; else ``""``."""
+    found = _HOST_PORT.fullmatch(text)
+    if found is None:
+        return ""
+    ipv6, host, port = found.groups()
+    if ipv6 is not None:
+        escaped = ipv6.replace(":", "\\:")
+        return f" (for port {port} of {ipv6}: tcp6:{port}:interface={escaped})"
+    if host == "localhost":
+        return f" (for port {port} of localhost: tcp:{port}:interface=127.0.0.1)"
+    if "." in host:  # an address or a host name, not a mistyped endpoint type
+        return f" (for port {port} of {host}: tcp:{port}:interface={host})"
+    return ""
+
+
+def listen_endpoint(description: str, where: str = "--listen") -> str:
+    """
+    The strports description of the API's endpoint: a bare port number is
+    ``tcp:PORT:interface=127.0.0.1`` (this machine only); any other text must be a
+    description Twisted can parse, and is returned unchanged.
+
+    Nothing is opened: a port already taken is found at start.
+
+    :param description: the text given.
+    :param where: where it was given, for the message (``--listen``, ``[hooks] listen``).
+    :raise ValueError: in one line naming ``where``, the text, what is wrong and the forms
+        accepted (:data:`LISTEN_FORMS`).
+    """
+    text = description.strip()
+    if text.isdigit():
+        port = int(text)
+        if port > 65535:
+            raise ValueError(
+                f"{where} {description!r}: the port must be 0 to 65535; use {LISTEN_FORMS}"
+            )
+        return f"tcp:{port}:interface=127.0.0.1"
+    try:
+        endpoint = serverFromString(None, text)  # type: ignore[no-untyped-call]
+    except Exception as error:  # what Twisted's parsers raise varies: report any of it
+        detail = str(error) or type(error).__name__
+        raise ValueError(
+            f"{where} {description!r} is not an endpoint description "
+            f"({detail}){_host_port_hint(text)}; use {LISTEN_FORMS}"
+        ) from None
+    number = getattr(endpoint, "_port", None)
+    if isinstance(number, int) and not 0 <= number <= 65535:
+        raise ValueError(
+            f"{where} {description!r}: the port must be 0 to 65535; use {LISTEN_FORMS}"
+        )
+    return text
 
 
 def _check_database_url(url: str) -> None:
@@ -175,6 +275,8 @@ class HooksService(MultiService):
         was started is stopped again); the plugin passes :func:`exit_on_failure`.
     :param store_opener: opens the store (for tests); :func:`twisted_hooks.store.open_store`
         by default.
+    :param database_source: where the database was chosen (``--database``, an
+        environment variable, the configuration file, the default), for the start log.
 
     :ivar registry: the component registry in which the application's dispatcher is
         registered (unnamed, providing :class:`~twisted_hooks.IEventDispatcher`); listeners
@@ -192,9 +294,11 @@ class HooksService(MultiService):
         reactor: Any,
         on_failure: Callable[[str], None] | None = None,
         store_opener: StoreOpener = open_store,
+        database_source: str | None = None,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self.config = config
+        self._database_source = database_source
         self._reactor = reactor
         self._on_failure = on_failure
         self._open_store = store_opener
@@ -219,9 +323,10 @@ class HooksService(MultiService):
     async def _start(self) -> None:
         config = self.config
         _log.info(
-            "twisted_hooks {version} starting with the store {database}",
+            "twisted_hooks {version} starting with the database {database} (from {source})",
             version=__version__,
-            database=_describe_database(config.database),
+            database=describe_database(config.database),
+            source=self._database_source or "the configuration",
         )
         options: dict[str, Any] = {}
         if config.database != "memory:" and config.settings.poll_interval is not None:
@@ -268,11 +373,11 @@ class HooksService(MultiService):
             port = getattr(address, "port", None)
             where = f"http://{host}:{port}/" if port is not None else str(address)
             _log.info(
-                "twisted_hooks is listening on {where} (store {database})",
+                "twisted_hooks is listening on {where} (database {database})",
                 where=where,
                 host=host,
                 port=port,
-                database=_describe_database(self.config.database),
+                database=describe_database(self.config.database),
             )
         self._start_outcome = None
         self._tell_waiters()
@@ -412,21 +517,6 @@ def _done() -> Deferred[None]:
     return d
 
 
-def _describe_database(url: str) -> str:
-    """A store URL without its password, for logs."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    if "://" not in url:
-        return url
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = f"{parts.username}:***@{parts.hostname}"
-    if parts.port is not None:
-        netloc += f":{parts.port}"
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
 def _expected(failure: Failure) -> bool:
     """Whether ``failure`` is one a user can meet and fix (no traceback is shown)."""
     if failure.check(CannotListenError, ConfigError, ImportError, StoreError):
@@ -472,4 +562,9 @@ def makeService(options: Options, reactor: IReactorCore | None = None) -> HooksS
         options.postOptions()
         config = options.service_config
         assert config is not None
-    return HooksService(config, reactor, on_failure=exit_on_failure(reactor))
+    return HooksService(
+        config,
+        reactor,
+        on_failure=exit_on_failure(reactor),
+        database_source=options.database_source,
+    )
