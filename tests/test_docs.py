@@ -134,6 +134,7 @@ API_MODULES = [
     "twisted_hooks.webhooks.events",
     "twisted_hooks.webhooks.models",
     "twisted_hooks.webhooks.health",
+    "twisted_hooks.webhooks.logs",
     "twisted_hooks.webhooks.patterns",
     "twisted_hooks.webhooks.retry",
     "twisted_hooks.webhooks.safe_agent",

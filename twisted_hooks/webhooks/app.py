@@ -25,6 +25,7 @@ fail it.
 
 from __future__ import annotations
 
+import datetime
 import random
 import uuid
 from collections import deque
@@ -72,6 +73,7 @@ from twisted_hooks.webhooks.health import (
     EndpointHealthTracker,
     HealthEvent,
 )
+from twisted_hooks.webhooks.logs import loggable_url
 from twisted_hooks.webhooks.patterns import pattern_matches, validate_event_name
 from twisted_hooks.webhooks.retry import RetryPolicy
 from twisted_hooks.webhooks.scheduler import HoldBack, Scheduler
@@ -259,6 +261,49 @@ class _Pending:
 
     event: WebhookEvent
     options: SendOptions
+
+
+def _log_outcome(delivery: Delivery, update: DeliveryUpdate) -> None:
+    """
+    The one log line of a recorded attempt: delivered (info), failed with a retry due, or
+    dead (warn). Its fields are stable: ``delivery_id``, ``event``, ``url`` (origin and
+    path only: :func:`~twisted_hooks.webhooks.logs.loggable_url`), ``attempt``, ``elapsed``
+    (milliseconds), ``status_code``, ``error_kind``, and for failures ``reason`` and, when a
+    retry is due, ``retry_at`` (ISO 8601, UTC).
+    """
+    attempt = update.attempt
+    fields: dict[str, Any] = {
+        "delivery_id": delivery.id,
+        "event": delivery.event,
+        "url": loggable_url(delivery.subscriber.url),
+        "attempt": attempt.number,
+        "elapsed": round(attempt.duration * 1000, 1),
+        "status_code": attempt.status_code,
+        "error_kind": attempt.error_kind,
+    }
+    if update.status == DELIVERED:
+        _log.info("delivered {event} {delivery_id} to {url} in {elapsed:.0f} ms", **fields)
+        return
+    fields["reason"] = attempt.error_message or attempt.error_kind or "unknown"
+    if update.status == DEAD:
+        _log.warn(
+            "dead {event} {delivery_id} to {url} after {attempt} attempt(s) ({reason})",
+            **fields,
+        )
+        return
+    when = update.next_attempt_at
+    fields["retry_at"] = (
+        None
+        if when is None
+        else datetime.datetime.fromtimestamp(when, datetime.timezone.utc).strftime(
+            "%Y-%m-%dT%H:%M:%SZ"
+        )
+    )
+    _log.warn(
+        "failed {event} {delivery_id} to {url} on attempt {attempt} ({reason}), "
+        "retry at {retry_at}",
+        **fields,
+    )
 
 
 def _with_headers(subscriber: Subscriber, headers: tuple[tuple[str, str], ...]) -> Subscriber:
@@ -979,25 +1024,10 @@ class Hooks(MultiService):
             self._callbacks(pending, delivery, attempt)
         if attempt.error_kind == ErrorKind.GONE:
             self._deactivate(delivery, attempt)
+        _log_outcome(delivery, update)
         if not attempt.succeeded:
-            _log.info(
-                "attempt {number} of {delivery_id} to {url} failed: {error}",
-                number=attempt.number,
-                delivery_id=delivery.id,
-                url=delivery.subscriber.url,
-                error=attempt.error_message,
-            )
             self._operational("webhook.delivery.failed", delivery, attempt, attempt.error_message)
         if update.status == DEAD:
-            _log.warn(
-                "delivery {delivery_id} of {event} to {url} is dead after {number} attempt(s): "
-                "{error}",
-                delivery_id=delivery.id,
-                event=delivery.event,
-                url=delivery.subscriber.url,
-                number=attempt.number,
-                error=attempt.error_message,
-            )
             self._operational("webhook.delivery.dead", delivery, attempt, attempt.error_message)
         events = self.endpoint_health.observe(
             delivery.subscriber, attempt, self._reactor.seconds()
@@ -1038,7 +1068,10 @@ class Hooks(MultiService):
             )
 
     def _health_event(self, event: HealthEvent, delivery: Delivery, attempt: Attempt) -> None:
-        fields = {"subscriber_id": delivery.subscriber.id, "url": delivery.subscriber.url}
+        fields = {
+            "subscriber_id": delivery.subscriber.id,
+            "url": loggable_url(delivery.subscriber.url),
+        }
         if event.kind == DISABLED:
             _log.warn("endpoint {subscriber_id} at {url}: {reason}", reason=event.reason, **fields)
             self._deactivate(delivery, attempt, event)
@@ -1073,7 +1106,7 @@ class Hooks(MultiService):
                     "subscriber {subscriber_id} at {url} {why}; it is not stored, "
                     "so there is no subscription to deactivate",
                     subscriber_id=delivery.subscriber.id,
-                    url=delivery.subscriber.url,
+                    url=loggable_url(delivery.subscriber.url),
                     why=why,
                 )
                 return

@@ -70,6 +70,7 @@ from twisted.web.error import SchemeNotSupported
 from twisted.web.iweb import IAgent, IAgentEndpointFactory, IPolicyForHTTPS
 from zope.interface import implementer
 
+from twisted_hooks.webhooks.logs import QuietConnectionPool
 from twisted_hooks.webhooks.validators import (
     Recipient,
     RecipientPolicy,
@@ -338,7 +339,8 @@ def safe_agent(
 
     :param reactor: the reactor (see :attr:`SafeEndpointFactory.reactor`).
     :param policy: the recipient policy; Thorn's defaults if ``None``.
-    :param pool: the connection pool; a non-persistent one if ``None``.
+    :param pool: the connection pool; a non-persistent
+        :class:`~twisted_hooks.webhooks.logs.QuietConnectionPool` if ``None``.
     :param tls_policy: the ``IPolicyForHTTPS``;
         :class:`~twisted.web.client.BrowserLikePolicyForHTTPS` if ``None``.
     :param connect_timeout: seconds allowed for each TCP connection attempt.
@@ -355,6 +357,8 @@ def safe_agent(
         connect_timeout=connect_timeout,
         resolve_timeout=resolve_timeout,
     )
+    if pool is None:
+        pool = QuietConnectionPool(IReactorTime(reactor), persistent=False)
     agent: IAgent = Agent.usingEndpointFactory(  # Twisted's
         reactor, factory, pool=pool
     )

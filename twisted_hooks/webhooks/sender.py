@@ -58,6 +58,7 @@ import twisted
 from twisted_hooks._version import __version__
 from twisted_hooks.interfaces import IWebhookSender
 from twisted_hooks.webhooks.delivery import Attempt, Delivery, ErrorKind
+from twisted_hooks.webhooks.logs import QuietConnectionPool, loggable_url
 from twisted_hooks.webhooks.retry import parse_retry_after
 from twisted_hooks.webhooks.safe_agent import RecipientLookupError, safe_agent
 from twisted_hooks.webhooks.signing import signature_headers
@@ -349,7 +350,7 @@ class HTTPSender:
             return self._injected  # type: ignore[no-any-return]
         client = self._clients.get((policy, keepalive))
         if client is None:
-            pool = HTTPConnectionPool(self._reactor, persistent=keepalive)
+            pool = QuietConnectionPool(self._clock, persistent=keepalive)
             pool.maxPersistentPerHost = self.max_per_host
             pool.cachedConnectionTimeout = int(self._idle_timeout)
             pool.retryAutomatically = False
@@ -469,8 +470,9 @@ class HTTPSender:
             return done(status_code=code, response_body=excerpt)  # type: ignore[no-any-return]
         if 300 <= code < 400:
             location = response.headers.getRawHeaders(b"location", [b""])[0].decode("latin-1")
+            # The location often repeats the recipient's query string (its keys too).
             message = (
-                f"{code} redirect to {location!r} not followed"
+                f"{code} redirect to {loggable_url(location)!r} not followed"
                 if location
                 else (f"{code} redirect not followed")
             )
@@ -538,7 +540,7 @@ class HTTPSender:
             "unexpected error delivering {delivery_id} to {url}",
             failure,
             delivery_id=delivery.id,
-            url=subscriber.url,
+            url=loggable_url(subscriber.url),
         )
         return done(  # type: ignore[no-any-return]
             error_kind=ErrorKind.INTERNAL,

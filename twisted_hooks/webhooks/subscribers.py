@@ -26,6 +26,7 @@ from zope.interface import implementer
 
 from twisted_hooks.interfaces import ISubscriberStore
 from twisted_hooks.webhooks.encoding import CONTENT_TYPES, JSON
+from twisted_hooks.webhooks.logs import loggable_url
 from twisted_hooks.webhooks.patterns import PatternIndex, validate_pattern
 from twisted_hooks.webhooks.signing import generate_secret
 
@@ -193,6 +194,22 @@ def _secrets(value: Iterable[str]) -> tuple[str, ...]:
     return secrets
 
 
+def _url_repr(url: str) -> str:
+    return repr(loggable_url(url))
+
+
+def _hidden(value: object) -> str:
+    return "'<hidden>'"
+
+
+def _hidden_secrets(value: tuple[str, ...]) -> str:
+    return repr(tuple("<hidden>" for _ in value))
+
+
+def _hidden_values(value: tuple[tuple[str, str], ...]) -> str:
+    return repr(tuple((name, "<hidden>") for name, _ in value))
+
+
 @attrs.frozen
 class Subscriber:
     """
@@ -230,15 +247,21 @@ class Subscriber:
     """
 
     event: str = attrs.field(validator=_check_pattern)
-    url: str = attrs.field(validator=_check_url)
+    # The representation (in logs, tracebacks) shows no secret: the URL's origin and path
+    # only, no secret, no custom header value.
+    url: str = attrs.field(validator=_check_url, repr=_url_repr)
     id: str = attrs.field(factory=lambda: str(uuid.uuid4()), converter=_canonical_id)
-    secret: str = attrs.field(factory=generate_secret, validator=_check_secret)
+    secret: str = attrs.field(factory=generate_secret, validator=_check_secret, repr=_hidden)
     digest: str = attrs.field(default="sha256", validator=_check_digest)
     content_type: str = attrs.field(default=JSON, validator=_check_content_type)
     owner: str | None = attrs.field(default=None, converter=_owner)
     active: bool = attrs.field(default=True, validator=_check_bool)
-    headers: tuple[tuple[str, str], ...] = attrs.field(default=(), converter=_headers)
-    previous_secrets: tuple[str, ...] = attrs.field(default=(), converter=_secrets)
+    headers: tuple[tuple[str, str], ...] = attrs.field(
+        default=(), converter=_headers, repr=_hidden_values
+    )
+    previous_secrets: tuple[str, ...] = attrs.field(
+        default=(), converter=_secrets, repr=_hidden_secrets
+    )
     max_concurrency: int | None = attrs.field(
         default=None,
         validator=_check_limit,
