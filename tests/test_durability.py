@@ -7,6 +7,8 @@ database and real HTTP receivers on ``127.0.0.1`` (DESIGN.md, "Durable means ...
   the same ids;
 - two worker processes on one PostgreSQL database share the deliveries, and never attempt
   one delivery both;
+- leases are fenced: a worker paused past its lease (SIGSTOP), whose delivery another
+  worker then claims and delivers, cannot overwrite that outcome when it resumes;
 - a receiver misbehaving at random (500s, silence, resets, stalled bodies) still sees every
   delivery end delivered or dead within its (shortened) schedule, none stuck in flight.
 
@@ -21,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import signal
 import sys
 import tempfile
 import time
@@ -359,6 +362,16 @@ class Worker(ProcessProtocol):
             raise WorkerFailed(self.describe("failed"))
         return self.said("done")
 
+    def pause(self) -> None:
+        """SIGSTOP it: it keeps its sockets and timers, and does nothing until resumed."""
+        assert self.running and self.transport is not None
+        self.transport.signalProcess("STOP")
+
+    def resume(self) -> None:
+        """SIGCONT it."""
+        assert self.running and self.transport is not None
+        self.transport.signalProcess(signal.SIGCONT)
+
     def kill(self) -> None:
         """SIGKILL it, if it still runs."""
         if self.running and self.transport is not None:
@@ -578,6 +591,55 @@ class TwoNodeTests(DurabilityTestCase):
             f" (A in {ends[0]['seconds']} s, B in {ends[1]['seconds']} s);"
             f" {time.monotonic() - started:.1f} s"
         )
+
+    async def test_expired_lease_cannot_overwrite_the_next_claimer(self) -> None:
+        """
+        Fenced leases, with two real workers on PostgreSQL: worker A claims the only
+        delivery and POSTs it to a receiver that does not answer; A is then paused
+        (SIGSTOP) past its lease. Worker B claims the delivery again (claim token 2),
+        POSTs it, gets a 200 and records it delivered. A is resumed: its attempt has
+        timed out, and it writes that failure under its expired claim (token 1). The
+        store drops A's write and A logs it: the delivery stays delivered, with B's
+        attempt as its only attempt (number 1, status 200), and both workers exit 0.
+        """
+        receiver, url = await self.receiver(delay=60.0)  # A's request is never answered
+        options = ("--timeout", "3", "--lease", "4", "--poll", "0.05")
+        enqueuer = self.spawn("enqueue", self.dsn, url, "--count", "1", "--enqueue-only", *options)
+        await enqueuer.finished(60)
+        store = await self.opened(self.dsn)
+        (delivery_id,) = await self.delivery_ids(store, PENDING)
+        first = self.spawn("A", self.dsn, url, *options)
+        await within(receiver.arrived(1), 30, "worker A's attempt")
+        first.pause()
+        receiver.delay = 0.0  # B's attempt is answered at once
+        claimed = await store.deliveries.get(delivery_id)
+        self.assertEqual((claimed.status, claimed.claim_token), (IN_FLIGHT, 1))
+
+        second = self.spawn("B", self.dsn, url, *options)
+        done_b = await second.finished(60)
+        self.assertEqual(done_b["counts"][DELIVERED], 1, done_b)
+        self.assertEqual((done_b["attempted"], done_b["succeeded"]), (1, 1))
+        by_b = await store.deliveries.get(delivery_id)
+        self.assertEqual((by_b.status, by_b.claim_token), (DELIVERED, 2))
+
+        first.resume()
+        done_a = await first.finished(60)
+        self.assertEqual((done_a["attempted"], done_a["succeeded"]), (1, 0), done_a)
+        stderr = first.stderr.decode("utf-8", "replace")
+        self.assertIn(f"dropped the late outcome of attempt 1 of delivery {delivery_id}", stderr)
+        self.assertIn("claim 2", stderr)
+
+        final = await store.deliveries.get(delivery_id)
+        self.assertEqual(
+            (final.status, final.attempts, final.last_error, final.claim_token),
+            (DELIVERED, 1, None, 2),
+        )
+        rows = await self.query(
+            "SELECT number, status_code, error_kind FROM attempts"
+            f" WHERE delivery_id = '{delivery_id}'"
+        )
+        self.assertEqual(rows, [(1, 200, None)])
+        self.assertEqual([a.delivery_id for a in receiver.arrivals], [delivery_id] * 2)
 
 
 # --- (c) chaos ------------------------------------------------------------------------------

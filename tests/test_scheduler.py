@@ -13,11 +13,15 @@ import random
 from collections.abc import Sequence
 from typing import Any
 
+import attrs
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.task import Clock
 from twisted.logger import LogLevel, capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
+from zope.interface import implementer
 
+from twisted_hooks.interfaces import IWebhookSender
+from twisted_hooks.webhooks.app import Hooks, Settings
 from twisted_hooks.webhooks.delivery import (
     DEAD,
     DELIVERED,
@@ -298,7 +302,7 @@ class FlakyStore(MemoryDeliveryStore):
             return fail(ConnectionError("database went away"))
         return super().claim(now, limit, lease)
 
-    def record(self, updates: Sequence[DeliveryUpdate]) -> Deferred[None]:
+    def record(self, updates: Sequence[DeliveryUpdate]) -> Deferred[Sequence[DeliveryUpdate]]:
         if self.record_failures:
             self.record_failures -= 1
             return fail(ConnectionError("database went away"))
@@ -611,16 +615,18 @@ class CountingStore(FlakyStore):
         self.releases: list[tuple[str, float]] = []
         self.release_failures = 0
 
-    def record(self, updates: Sequence[DeliveryUpdate]) -> Deferred[None]:
+    def record(self, updates: Sequence[DeliveryUpdate]) -> Deferred[Sequence[DeliveryUpdate]]:
         self.records.append([u.delivery_id for u in updates])
         return super().record(updates)
 
-    def release(self, delivery_id: str, due_at: float) -> Deferred[None]:
+    def release(
+        self, delivery_id: str, due_at: float, claim_token: int | None = None
+    ) -> Deferred[None]:
         self.releases.append((delivery_id, due_at))
         if self.release_failures:
             self.release_failures -= 1
             return fail(ConnectionError("database went away"))
-        return super().release(delivery_id, due_at)
+        return super().release(delivery_id, due_at, claim_token)
 
 
 class CountingTestCase(SchedulerTestCase):
@@ -862,3 +868,259 @@ class AbandonTests(CountingTestCase):
         self.assertEqual(self.status("a"), IN_FLIGHT)
         self.assertEqual(scheduler.in_flight, 0)
         self.assertEqual(self.flushLoggedErrors(), [])
+
+
+class TokenStore(CountingStore):
+    """A counting store that also notes the claim token of each release and record, and
+    whose next claims or records can be held back until the test fires them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release_tokens: list[int | None] = []
+        self.record_tokens: list[list[int | None]] = []
+        self.hold_claims = 0
+        self.hold_records = 0
+        self.held: list[Deferred[None]] = []
+
+    def release(
+        self, delivery_id: str, due_at: float, claim_token: int | None = None
+    ) -> Deferred[None]:
+        self.release_tokens.append(claim_token)
+        return super().release(delivery_id, due_at, claim_token)
+
+    def record(self, updates: Sequence[DeliveryUpdate]) -> Deferred[Sequence[DeliveryUpdate]]:
+        self.record_tokens.append([u.claim_token for u in updates])
+        if not self.hold_records:
+            return super().record(updates)
+        self.hold_records -= 1
+        gate: Deferred[None] = Deferred()
+        self.held.append(gate)
+        # The write happens when the test lets it.
+        return gate.addCallback(lambda _: MemoryDeliveryStore.record(self, updates))
+
+    def claim(self, now: float, limit: int, lease: float) -> Deferred[Sequence[Delivery]]:
+        if not self.hold_claims:
+            return super().claim(now, limit, lease)
+        self.hold_claims -= 1
+        gate: Deferred[None] = Deferred()
+        self.held.append(gate)
+        # The claim happens when the test lets it, at the time given now.
+        return gate.addCallback(lambda _: MemoryDeliveryStore.claim(self, now, limit, lease))
+
+    def go(self) -> None:
+        """Let the oldest held claim or record happen."""
+        self.held.pop(0).callback(None)
+
+
+class FencingTests(SchedulerTestCase):
+    """Updates and releases carry the claim token; a superseded outcome is not news."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.store = self.tokens = TokenStore()
+
+    def test_update_and_release_carry_the_claim_token(self) -> None:
+        """The outcome of an attempt is written with the token of the claim it was made
+        under, and so is a release (HoldBack)."""
+        self.attempts.script["b"] = [HoldBack(5.0, "busy")]
+        self.enqueue(delivery("a"), delivery("b"))
+        self.scheduler()
+        self.settle()
+        self.assertEqual(self.tokens.record_tokens, [[1]])
+        self.assertEqual(self.tokens.release_tokens, [1])
+        self.advance_to(5.0)
+        self.settle()
+        self.assertEqual(self.tokens.record_tokens, [[1], [2]])
+        self.assertEqual([self.status("a"), self.status("b")], [DELIVERED, DELIVERED])
+
+    def test_own_claim_renewed_while_attempting(self) -> None:
+        """When this scheduler claims again a delivery it is still attempting (its lease
+        ran out), the attempt is not repeated and its outcome is written under the newer
+        claim, so the store takes it."""
+        self.attempts.script["a"] = [HOLD]
+        self.enqueue(delivery("a"))
+        self.scheduler(lease=10.0)
+        self.advance_to(10.0)
+        self.assertEqual(self.successResultOf(self.store.get("a")).claim_token, 2)
+        self.attempts.finish("a")
+        self.settle()
+        self.assertEqual(self.attempts.ids(), ["a"])
+        self.assertEqual(self.tokens.record_tokens, [[2]])
+        self.assertEqual(self.status("a"), DELIVERED)
+        self.assertEqual([u.claim_token for _, u, _ in self.updates], [2])
+
+    def test_claimed_again_by_another_while_attempting(self) -> None:
+        """Another claimer takes the delivery once this scheduler's lease has expired,
+        and records a success; this scheduler's late failure is dropped by the store,
+        logged, and not handed to on_update; the delivery stays delivered."""
+        self.attempts.script["a"] = [HOLD]
+        self.enqueue(delivery("a"))
+        self.scheduler(lease=10.0, poll_interval=None)
+        self.clock.advance(0.5)
+        (other,) = self.successResultOf(MemoryDeliveryStore.claim(self.store, 10.5, 1, 10.0))
+        self.assertEqual(other.claim_token, 2)
+        self.successResultOf(
+            MemoryDeliveryStore.record(
+                self.store,
+                [DeliveryUpdate("a", DELIVERED, self.attempts.make(other, OK), claim_token=2)],
+            )
+        )
+        with capturedLogs() as events:
+            self.attempts.finish("a", ERROR)
+            self.settle()
+        self.assertEqual(self.tokens.record_tokens, [[1]])
+        self.assertEqual(self.updates, [])
+        self.assertEqual(self.status("a"), DELIVERED)
+        stale = [e for e in events if e.get("log_level") == LogLevel.warn]
+        self.assertEqual([e["delivery_id"] for e in stale], ["a"])
+        self.assertEqual(
+            [a.status_code for a in self.successResultOf(self.store.attempts("a"))], [200]
+        )
+
+    def test_claimed_again_by_itself_while_recording(self) -> None:
+        """This scheduler claims a delivery again while its outcome is being written
+        (the lease ran out meanwhile): the store drops the write made under the old
+        claim, the scheduler writes it once more under the new one, announces it once,
+        and does not attempt the delivery again."""
+        self.tokens.hold_records = 1
+        self.enqueue(delivery("a"))
+        scheduler = self.scheduler(lease=1.0, record_delay=0.0)
+        self.assertEqual(self.tokens.record_tokens, [[1]])
+        self.advance_to(1.0)  # the lease expires while the write is held: claimed again
+        self.assertEqual(self.successResultOf(self.store.get("a")).claim_token, 2)
+        with capturedLogs():
+            self.tokens.go()
+        self.assertEqual(self.tokens.record_tokens, [[1], [2]])
+        self.assertEqual(self.status("a"), DELIVERED)
+        self.assertEqual(self.attempts.ids(), ["a"])
+        self.assertEqual([(d.id, s) for d, _, s in self.updates], [("a", DELIVERED)])
+        self.assertEqual((scheduler.in_flight, scheduler.unrecorded), (0, 0))
+
+    def test_store_without_tokens(self) -> None:
+        """A store that does not fence (claimed deliveries without a token, record firing
+        None) works as before: releases are made without a token argument."""
+
+        releases: list[tuple[str, float]] = []
+
+        class Unfenced(MemoryDeliveryStore):
+            def claim(self, now: float, limit: int, lease: float) -> Deferred[Sequence[Delivery]]:
+                claimed = super().claim(now, limit, lease)
+                return claimed.addCallback(
+                    lambda found: [attrs.evolve(d, claim_token=None) for d in found]
+                )
+
+            def record(self, updates: Sequence[DeliveryUpdate]) -> Deferred[None]:  # type: ignore[override]
+                super().record(updates)
+                return succeed(None)
+
+            def release(self, delivery_id: str, due_at: float) -> Deferred[None]:  # type: ignore[override]
+                releases.append((delivery_id, due_at))
+                return super().release(delivery_id, due_at)
+
+        self.store = Unfenced()
+        self.attempts.script["b"] = [HoldBack(3.0, "busy")]
+        self.enqueue(delivery("a"), delivery("b"))
+        self.scheduler()
+        self.settle()
+        self.advance_to(3.0)
+        self.settle()
+        self.assertEqual(releases, [("b", 3.0)])
+        self.assertEqual([self.status("a"), self.status("b")], [DELIVERED, DELIVERED])
+        self.assertEqual([d.id for d, _, _ in self.updates], ["a", "b"])
+
+
+class StopGivesBackTests(SchedulerTestCase):
+    """Deliveries claimed but not attempted when the scheduler stops go back at once."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.store = self.tokens = TokenStore()
+
+    def test_claim_returning_after_stop(self) -> None:
+        """A claim under way when the scheduler stops: what it returns is given back at
+        once (due when it was, under its claim), never attempted, and the stop fires only
+        once those releases are written."""
+        self.enqueue(delivery("a", 0.0), delivery("b", 0.5))
+        self.tokens.hold_claims = 1
+        self.clock.advance(1.0)
+        scheduler = self.scheduler()
+        stopped = scheduler.stopService()
+        self.assertNoResult(stopped)
+        self.tokens.go()
+        self.assertIsNone(self.successResultOf(stopped))
+        self.assertEqual(self.attempts.ids(), [])
+        self.assertEqual(self.tokens.releases, [("a", 0.0), ("b", 0.5)])
+        self.assertEqual(self.tokens.release_tokens, [1, 1])
+        stored = [self.successResultOf(self.store.get(name)) for name in "ab"]
+        self.assertEqual(
+            [(d.status, d.next_attempt_at, d.lease_expires_at) for d in stored],
+            [(PENDING, 0.0, None), (PENDING, 0.5, None)],
+        )
+        self.assertEqual(scheduler.unrecorded, 0)
+
+    def test_stop_while_claim_fails(self) -> None:
+        """A claim under way that fails after the stop lets the stop fire, without a
+        retry timer."""
+        self.enqueue(delivery("a"))
+        self.tokens.hold_claims = 1
+        scheduler = self.scheduler()
+        stopped = scheduler.stopService()
+        self.assertNoResult(stopped)
+        self.tokens.held.pop(0).errback(ConnectionError("database went away"))
+        self.assertIsNone(self.successResultOf(stopped))
+        self.assertEqual(len(self.flushLoggedErrors(ConnectionError)), 1)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.assertEqual(self.status("a"), PENDING)
+
+
+class HooksStopTests(SynchronousTestCase):
+    """:class:`Hooks` stopping: deliveries waiting for a host's slot are given back."""
+
+    def test_waiting_for_a_host_slot_given_back(self) -> None:
+        """With max_per_host=1 and one attempt held open, the other claimed deliveries
+        to that host wait for its slot; stopService gives them back to the store at once
+        (pending, due when they were, not leased), while the stop waits for the attempt
+        under way, whose outcome is recorded; no other attempt is made."""
+        clock = Clock()
+        clock.advance(1000.0)
+        held: list[tuple[Delivery, Deferred[Attempt]]] = []
+
+        @implementer(IWebhookSender)
+        class Sender:
+            def attempt(self, delivery: Delivery, subscriber: Subscriber) -> Deferred[Attempt]:
+                waiting: Deferred[Attempt] = Deferred()
+                held.append((delivery, waiting))
+                return waiting
+
+        store = MemoryDeliveryStore()
+        hooks = Hooks(
+            clock,
+            settings=Settings(max_per_host=1, lease=120.0, record_delay=0.0),
+            deliveries=store,
+            sender=Sender(),
+            rng=random.Random(0),
+        )
+        hooks.startService()
+        self.successResultOf(hooks.subscribe("order.*", "https://example.com/hook"))
+        sent = [
+            self.successResultOf(hooks.send("order.paid", {"n": n})).deliveries[0].id
+            for n in range(3)
+        ]
+        clock.advance(1.0)
+        self.assertEqual([d.id for d, _ in held], sent[:1])
+        statuses = [self.successResultOf(store.get(i)).status for i in sent]
+        self.assertEqual(statuses, [IN_FLIGHT] * 3)
+
+        stopped = hooks.stopService()
+        waiting = [self.successResultOf(store.get(i)) for i in sent[1:]]
+        self.assertEqual(
+            [(d.status, d.next_attempt_at, d.lease_expires_at) for d in waiting],
+            [(PENDING, 1000.0, None)] * 2,
+        )
+        self.assertNoResult(stopped)
+        delivery, attempt = held.pop(0)
+        attempt.callback(Attempt(delivery.id, 1, clock.seconds(), 0.1, 200))
+        self.successResultOf(stopped)
+        self.assertEqual(self.successResultOf(store.get(sent[0])).status, DELIVERED)
+        self.assertEqual(held, [])
+        self.assertEqual(clock.getDelayedCalls(), [])

@@ -256,7 +256,7 @@ class StoreTests:
         (claimed,) = await self.deliveries.claim(1700000006.0, 10, 30.0)
         self.assertEqual(
             claimed,
-            attrs.evolve(original, status=IN_FLIGHT, lease_expires_at=1700000036.0),
+            attrs.evolve(original, status=IN_FLIGHT, lease_expires_at=1700000036.0, claim_token=1),
         )
         self.assertEqual(await self.deliveries.get("round-trip"), claimed)
 
@@ -425,6 +425,130 @@ class StoreTests:
         stored = await self.deliveries.get("a")
         self.assertEqual((stored.status, stored.attempts), (DELIVERED, 1))
         self.assertEqual((await self.deliveries.attempts("a"))[-1], attempt("a", 1))
+
+    # -- fenced leases ---------------------------------------------------------------------
+
+    def stale_warnings(self, events: list[Any]) -> list[str]:
+        """The texts of the stale-write warnings among ``events``."""
+        return [
+            formatEvent(e)
+            for e in events
+            if e.get("log_level") == LogLevel.warn and "claimed again" in formatEvent(e)
+        ]
+
+    async def test_claim_tokens(self) -> None:
+        """Each claim gives the delivery a new claim token, one more than its last: 1 at
+        the first claim, 2 when claimed again after a release, 3 after an expired lease;
+        the stored delivery keeps its latest token, also once it has ended."""
+        await self.put(delivery("a", 1.0))
+        self.assertIsNone((await self.deliveries.get("a")).claim_token)
+        (first,) = await self.deliveries.claim(1.0, 10, 10.0)
+        self.assertEqual(first.claim_token, 1)
+        await self.deliveries.release("a", 2.0, first.claim_token)
+        (second,) = await self.deliveries.claim(2.0, 10, 10.0)
+        self.assertEqual(second.claim_token, 2)
+        (third,) = await self.deliveries.claim(12.0, 10, 10.0)
+        self.assertEqual(third.claim_token, 3)
+        self.assertEqual((await self.deliveries.get("a")).claim_token, 3)
+        dropped = await self.deliveries.record([attrs.evolve(ok("a"), claim_token=3)])
+        self.assertEqual(list(dropped), [])
+        stored = await self.deliveries.get("a")
+        self.assertEqual((stored.status, stored.claim_token), (DELIVERED, 3))
+
+    async def test_stale_outcome_dropped(self) -> None:
+        """Claimer A's lease expires and B claims the delivery again; B records its
+        outcome (a retry); A's late outcome (a success) is then dropped whole: the status,
+        due time, attempt count and attempts stay B's, record fires A's update, and one
+        warning names the delivery and both claims."""
+        await self.put(delivery("a", 1.0))
+        (by_a,) = await self.deliveries.claim(1.0, 10, 10.0)
+        (by_b,) = await self.deliveries.claim(11.0, 10, 10.0)
+        self.assertEqual((by_a.claim_token, by_b.claim_token), (1, 2))
+        b_update = attrs.evolve(retrying("a", 50.0), claim_token=by_b.claim_token)
+        self.assertEqual(list(await self.deliveries.record([b_update])), [])
+        a_update = attrs.evolve(ok("a"), claim_token=by_a.claim_token)
+        with capturedLogs() as events:
+            dropped = await self.deliveries.record([a_update])
+        self.assertEqual(list(dropped), [a_update])
+        stored = await self.deliveries.get("a")
+        self.assertEqual(
+            (stored.status, stored.next_attempt_at, stored.attempts, stored.last_error),
+            (RETRYING, 50.0, 1, "boom"),
+        )
+        self.assertEqual(list(await self.deliveries.attempts("a")), [failed("a", 1)])
+        (warning,) = self.stale_warnings(events)
+        self.assertIn("delivery a", warning)
+        self.assertIn("claim 1", warning)
+        self.assertIn("claim 2", warning)
+        self.assertEqual(await self.claim(50.0), ["a"])
+
+    async def test_stale_outcome_does_not_touch_a_finished_delivery(self) -> None:
+        """B delivered the delivery A's expired lease had covered; A's late failure does
+        not replace B's attempt (same number) with its own."""
+        await self.put(delivery("a", 1.0))
+        (by_a,) = await self.deliveries.claim(1.0, 10, 10.0)
+        (by_b,) = await self.deliveries.claim(11.0, 10, 10.0)
+        await self.deliveries.record([attrs.evolve(ok("a"), claim_token=by_b.claim_token)])
+        late = attrs.evolve(dead("a"), claim_token=by_a.claim_token)
+        with capturedLogs() as events:
+            self.assertEqual(list(await self.deliveries.record([late])), [late])
+        self.assertEqual(list(await self.deliveries.attempts("a")), [attempt("a", 1)])
+        stored = await self.deliveries.get("a")
+        self.assertEqual((stored.status, stored.last_error), (DELIVERED, None))
+        self.assertEqual(len(self.stale_warnings(events)), 1)
+
+    async def test_stale_outcome_in_a_batch(self) -> None:
+        """In one record call, a stale update is dropped and the others are written."""
+        await self.put(delivery("a", 1.0), delivery("b", 1.0))
+        claimed = {d.id: d for d in await self.deliveries.claim(1.0, 10, 10.0)}
+        (again,) = await self.deliveries.claim(11.0, 1, 10.0)
+        self.assertEqual(again.id, "a")
+        stale = attrs.evolve(ok("a"), claim_token=claimed["a"].claim_token)
+        fresh = attrs.evolve(ok("b"), claim_token=claimed["b"].claim_token)
+        with capturedLogs():
+            self.assertEqual(list(await self.deliveries.record([stale, fresh])), [stale])
+        self.assertEqual([await self.status(i) for i in "ab"], [IN_FLIGHT, DELIVERED])
+        self.assertEqual(list(await self.deliveries.attempts("a")), [])
+
+    async def test_late_outcome_of_the_latest_claim_written(self) -> None:
+        """An outcome written after its lease expired, when no one claimed the delivery
+        since, carries the current token and is written."""
+        await self.put(delivery("a", 1.0))
+        (claimed,) = await self.deliveries.claim(1.0, 10, 10.0)
+        update = attrs.evolve(retrying("a", 99.0), claim_token=claimed.claim_token)
+        self.assertEqual(list(await self.deliveries.record([update])), [])
+        self.assertEqual(await self.status("a"), RETRYING)
+
+    async def test_unfenced_outcome_written(self) -> None:
+        """An update without a claim token (``None``) is written without the check."""
+        await self.put(delivery("a", 1.0))
+        await self.claim(1.0, lease=10.0)
+        await self.claim(11.0, lease=10.0)
+        self.assertEqual(list(await self.deliveries.record([ok("a")])), [])
+        self.assertEqual(await self.status("a"), DELIVERED)
+
+    async def test_stale_release_dropped(self) -> None:
+        """A release under an expired claim, after the delivery was claimed again, changes
+        nothing (it stays in flight under the newer lease) and is logged; the newer
+        claimer's release works."""
+        await self.put(delivery("a", 1.0))
+        (by_a,) = await self.deliveries.claim(1.0, 10, 10.0)
+        (by_b,) = await self.deliveries.claim(11.0, 10, 10.0)
+        with capturedLogs() as events:
+            self.assertIsNone(await self.deliveries.release("a", 5.0, by_a.claim_token))
+        stored = await self.deliveries.get("a")
+        self.assertEqual((stored.status, stored.lease_expires_at), (IN_FLIGHT, 21.0))
+        (warning,) = self.stale_warnings(events)
+        self.assertIn("late release of delivery a", warning)
+        self.assertEqual(await self.claim(20.0), [])
+        await self.deliveries.release("a", 30.0, by_b.claim_token)
+        stored = await self.deliveries.get("a")
+        self.assertEqual((stored.status, stored.next_attempt_at), (PENDING, 30.0))
+        with capturedLogs() as events:
+            await self.deliveries.release("a", 40.0, by_b.claim_token)  # not in flight
+        self.assertEqual(self.stale_warnings(events), [])
+        self.assertEqual((await self.deliveries.get("a")).next_attempt_at, 30.0)
+        await self.assertFails(self.deliveries.release("ghost", 1.0, 1), DeliveryNotFound)
 
     # -- release, next_due, get, list ---------------------------------------------------
 
@@ -757,7 +881,10 @@ class SQLStoreTests(StoreTests):
         self.assertEqual([d.id for d in await reopened.deliveries.claim(30.0, 10, 30.0)], [])
         (again,) = await reopened.deliveries.claim(31.0, 10, 30.0)
         self.assertEqual(
-            again, attrs.evolve(delivery("crashed", 1.0), status=IN_FLIGHT, lease_expires_at=61.0)
+            again,
+            attrs.evolve(
+                delivery("crashed", 1.0), status=IN_FLIGHT, lease_expires_at=61.0, claim_token=2
+            ),
         )
 
     async def test_closed(self) -> None:

@@ -139,6 +139,13 @@ class IDeliveryStore(Interface):
     delivery an endpoint's limits held back). A durable store commits in :meth:`enqueue`
     before the first attempt, so nothing accepted is lost; a claimed delivery whose lease
     expires (its claimer crashed) is claimable again, with the same id.
+
+    Leases are fenced: each claim gives the delivery a new
+    :attr:`~twisted_hooks.webhooks.Delivery.claim_token`, and :meth:`record` and
+    :meth:`release` drop (and log, never fail) a write carrying a token older than the
+    delivery's current one, so a claimer whose lease expired cannot overwrite the outcome
+    of the claimer that took the delivery after it. A write without a token (``None``) is
+    not checked. A store that does not fence leaves ``claim_token`` ``None``.
     """
 
     durable = Attribute("``True`` when deliveries survive the process.")
@@ -158,17 +165,30 @@ class IDeliveryStore(Interface):
         """
         Take up to ``limit`` deliveries due at ``now`` (including those whose lease has
         expired), earliest due first, leasing each until ``now + lease`` so no other
-        claimer takes it meanwhile. Claimed deliveries are ``in_flight``.
+        claimer takes it meanwhile. Claimed deliveries are ``in_flight``, each with a new
+        ``claim_token`` (one more than its last).
         """
 
-    def record(updates: Sequence[DeliveryUpdate]) -> Deferred[None]:
-        """Write the outcome of attempts, in one transaction: delivered, retry at a time,
+    def record(updates: Sequence[DeliveryUpdate]) -> Deferred[Sequence[DeliveryUpdate]]:
+        """
+        Write the outcome of attempts, in one transaction: delivered, retry at a time,
         or dead; each attempt is kept. An update for a delivery that has already ended is
-        ignored (its attempt is still kept)."""
+        ignored (its attempt is still kept).
 
-    def release(delivery_id: str, due_at: float) -> Deferred[None]:
+        An update whose ``claim_token`` is not the delivery's current one (the delivery
+        was claimed again after its lease expired) is dropped whole, attempt included,
+        and logged.
+
+        :return: a Deferred firing the updates dropped that way (empty when none). The
+            scheduler also accepts ``None`` (from a store written before fencing, which
+            drops nothing).
+        """
+
+    def release(delivery_id: str, due_at: float, claim_token: int | None = None) -> Deferred[None]:
         """Give back a claimed delivery without an attempt, due again at ``due_at`` (its
-        endpoint's concurrency cap, rate limit or open circuit held it back)."""
+        endpoint's concurrency cap, rate limit or open circuit held it back, or the
+        scheduler stopped before attempting it). With a ``claim_token`` that is not the
+        delivery's current one, nothing is changed and the stale release is logged."""
 
     def next_due() -> Deferred[float | None]:
         """The earliest time a delivery becomes claimable, or ``None`` when none waits."""

@@ -74,6 +74,7 @@ class PostgresStore(SQLStore):
     dialect = POSTGRESQL
     placeholder = "%s"
     greatest = "GREATEST"
+    lock_rows = " FOR UPDATE"
 
     def __init__(
         self,
@@ -128,13 +129,15 @@ class PostgresStore(SQLStore):
         self, cursor: Cursor, now: float, limit: int, lease_until: float
     ) -> list[tuple[Any, ...]]:
         """One statement: lock up to ``limit`` due rows, skipping those other claimers hold,
-        lease them, and return them ordered by the due time they had."""
+        lease them (adding one to their claim tokens), and return them ordered by the due
+        time they had."""
         columns = ", ".join(f"d.{name.strip()}" for name in DELIVERY_COLUMNS.split(","))
         cursor.execute(
             "WITH picked AS ("
             f" SELECT id, due_at, seq FROM deliveries WHERE {CLAIMABLE} AND due_at <= %s"
             " ORDER BY due_at, seq LIMIT %s FOR UPDATE SKIP LOCKED)"
-            " UPDATE deliveries AS d SET status = 'in_flight', due_at = %s"
+            " UPDATE deliveries AS d SET status = 'in_flight', due_at = %s,"
+            " claim_token = COALESCE(d.claim_token, 0) + 1"
             f" FROM picked WHERE d.id = picked.id"
             f" RETURNING picked.due_at, picked.seq, {columns}",
             (now, limit, lease_until),

@@ -20,7 +20,9 @@ The tables:
     its subscriber and retry policy. ``due_at`` is the next attempt's time, or the lease's
     expiry while the delivery is ``in_flight``: a delivery is claimable when its status is
     ``pending``, ``retrying`` or ``in_flight`` and ``due_at <= now``, which one partial
-    index answers. ``seq`` keeps the order of enqueueing.
+    index answers. ``seq`` keeps the order of enqueueing. ``claim_token`` (version 3) is
+    the fencing token of the latest claim: each claim adds one, and outcomes and releases
+    made under an older claim are dropped.
 ``attempts``
     one row per attempt, keyed by delivery and attempt number (an attempt repeated after a
     crash replaces the row); the first 4 KiB of the response body.
@@ -203,6 +205,11 @@ MIGRATIONS: tuple[Migration, ...] = (
                 revoked_at {real}
             )""",
         ),
+    ),
+    Migration(
+        3,
+        "fencing tokens of delivery claims",
+        ("ALTER TABLE deliveries ADD COLUMN claim_token INTEGER",),
     ),
 )
 

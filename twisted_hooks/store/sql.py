@@ -49,6 +49,7 @@ from twisted_hooks.webhooks.delivery import (
     DeliveryNotFound,
     DeliveryStats,
     DeliveryUpdate,
+    log_stale_write,
 )
 from twisted_hooks.webhooks.health import EndpointHealth
 from twisted_hooks.webhooks.retry import RetryPolicy
@@ -199,6 +200,7 @@ _DELIVERY_FIELDS = (
     "allow_keepalive",
     "last_error",
     "finished_at",
+    "claim_token",
 )
 #: The columns of a delivery row, in the order the dialects' claims must return them.
 DELIVERY_COLUMNS = ", ".join(_DELIVERY_FIELDS)
@@ -227,6 +229,7 @@ def _delivery_row(delivery: Delivery) -> tuple[Any, ...]:
         delivery.allow_keepalive,
         delivery.last_error,
         delivery.finished_at,
+        delivery.claim_token,
     )
 
 
@@ -249,6 +252,7 @@ def _delivery_from_row(row: Sequence[Any]) -> Delivery:
         allow_keepalive=bool(row[14]),
         last_error=row[15],
         finished_at=row[16],
+        claim_token=row[17],
     )
 
 
@@ -393,6 +397,10 @@ class SQLStore(Store):
     #: What follows ``FROM deliveries`` in queries over due deliveries (SQLite names the
     #: partial index, which its planner would otherwise pass over).
     due_index: ClassVar[str] = ""
+    #: What ends a query reading the claim tokens of rows about to be written, so that no
+    #: claim changes them before the transaction ends (PostgreSQL: ``FOR UPDATE``; SQLite's
+    #: write transaction already excludes every other writer).
+    lock_rows: ClassVar[str] = ""
 
     durable = True
 
@@ -437,8 +445,8 @@ class SQLStore(Store):
     ) -> list[tuple[Any, ...]]:
         """
         The claim itself, a dialect hook: lease up to ``limit`` due deliveries until
-        ``lease_until`` and give their rows (the columns of ``_DELIVERY_COLUMNS``), earliest
-        due first.
+        ``lease_until``, adding one to the ``claim_token`` of each, and give their rows (the
+        columns of ``_DELIVERY_COLUMNS``, as updated), earliest due first.
         """
         raise NotImplementedError
 
@@ -1024,9 +1032,11 @@ class SQLDeliveryStore:
 
         return self._store.run(True, claim)
 
-    def record(self, updates: Sequence[DeliveryUpdate]) -> Deferred[None]:
+    def record(self, updates: Sequence[DeliveryUpdate]) -> Deferred[Sequence[DeliveryUpdate]]:
         """Write attempt outcomes in one transaction: each attempt is upserted (by delivery
-        and number); each delivery not already delivered or dead takes its new status."""
+        and number); each delivery not already delivered or dead takes its new status.
+        An update carrying a ``claim_token`` other than the delivery's current one is
+        dropped whole (attempt included) and logged; the Deferred fires those updates."""
         store = self._store
         for update in updates:
             if update.status not in (DELIVERED, RETRYING, DEAD):
@@ -1056,19 +1066,30 @@ class SQLDeliveryStore:
             " WHERE id = ? AND status NOT IN ('delivered', 'dead')"
         )
 
-        def record(cursor: Cursor) -> None:
-            known: set[str] = set()
+        def record(cursor: Cursor) -> list[tuple[DeliveryUpdate, int | None]]:
+            tokens: dict[str, int | None] = {}
             for chunk in _chunks(ids):
                 cursor.execute(
                     store.sql(
-                        f"SELECT id FROM deliveries WHERE id IN ({', '.join('?' * len(chunk))})"
+                        "SELECT id, claim_token FROM deliveries"
+                        f" WHERE id IN ({', '.join('?' * len(chunk))})"
+                        " ORDER BY id" + store.lock_rows
                     ),
                     chunk,
                 )
-                known.update(row[0] for row in cursor.fetchall())
-            mine = [u for u in updates if u.delivery_id in known]
+                tokens.update((row[0], row[1]) for row in cursor.fetchall())
+            mine: list[DeliveryUpdate] = []
+            stale: list[tuple[DeliveryUpdate, int | None]] = []
+            for u in updates:
+                if u.delivery_id not in tokens:
+                    continue
+                current = tokens[u.delivery_id]
+                if u.claim_token is not None and u.claim_token != current:
+                    stale.append((u, current))
+                else:
+                    mine.append(u)
             if not mine:
-                return
+                return stale
             cursor.executemany(attempt_sql, [_attempt_row(u.attempt) for u in mine])
             changes = []
             for u in mine:
@@ -1086,28 +1107,58 @@ class SQLDeliveryStore:
                     )
                 )
             cursor.executemany(update_sql, changes)
+            return stale
 
-        return store.run(True, record)
+        return store.run(True, record).addCallback(self._dropped)
 
-    def release(self, delivery_id: str, due_at: float) -> Deferred[None]:
+    @staticmethod
+    def _dropped(stale: list[tuple[DeliveryUpdate, int | None]]) -> list[DeliveryUpdate]:
+        for update, current in stale:
+            log_stale_write(
+                update.delivery_id,
+                f"outcome of attempt {update.attempt.number}",
+                update.claim_token,
+                current,
+            )
+        return [update for update, _ in stale]
+
+    def release(
+        self, delivery_id: str, due_at: float, claim_token: int | None = None
+    ) -> Deferred[None]:
         """Give back a claimed delivery, unattempted, due again at ``due_at`` (a delivery not
-        in flight is left alone); fails with
+        in flight is left alone, and so is one claimed again since the claim
+        ``claim_token`` names: that stale release is logged); fails with
         :class:`~twisted_hooks.webhooks.delivery.DeliveryNotFound` for an unknown id."""
         store = self._store
+        sql = (
+            "UPDATE deliveries SET"
+            " status = CASE WHEN attempts > 0 THEN 'retrying' ELSE 'pending' END,"
+            " next_attempt_at = ?, due_at = ? WHERE id = ? AND status = 'in_flight'"
+        )
+        params: tuple[Any, ...] = (due_at, due_at, delivery_id)
+        if claim_token is not None:
+            sql += " AND claim_token = ?"
+            params += (claim_token,)
 
-        def release(cursor: Cursor) -> None:
+        def release(cursor: Cursor) -> int | None:
+            """Fire the delivery's current token when the release was stale, else the
+            one given."""
+            cursor.execute(store.sql(sql), params)
+            if cursor.rowcount:
+                return claim_token
             cursor.execute(
-                store.sql(
-                    "UPDATE deliveries SET"
-                    " status = CASE WHEN attempts > 0 THEN 'retrying' ELSE 'pending' END,"
-                    " next_attempt_at = ?, due_at = ? WHERE id = ? AND status = 'in_flight'"
-                ),
-                (due_at, due_at, delivery_id),
+                store.sql("SELECT claim_token FROM deliveries WHERE id = ?"), (delivery_id,)
             )
-            if cursor.rowcount == 0:
-                self._exists(cursor, delivery_id)
+            row = cursor.fetchone()
+            if row is None:
+                raise DeliveryNotFound(delivery_id)
+            return claim_token if claim_token is None else row[0]
 
-        return store.run(True, release)
+        def released(current: int | None) -> None:
+            if current != claim_token:
+                log_stale_write(delivery_id, "release", claim_token, current)
+
+        return store.run(True, release).addCallback(released)
 
     def _exists(self, cursor: Cursor, delivery_id: str) -> str:
         cursor.execute(

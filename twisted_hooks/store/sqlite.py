@@ -35,12 +35,12 @@ from twisted_hooks.store.sql import (
     check_refresh_interval,
 )
 
-__all__ = ["FILE_MODE", "SQLiteStore"]
+__all__ = ["SQLiteStore"]
 
 log = Logger()
 
 #: The mode of a new database file: read and write for its owner only.
-FILE_MODE = 0o600
+_FILE_MODE = 0o600
 #: The files SQLite keeps beside the database in WAL mode.
 _COMPANIONS = ("-wal", "-shm")
 
@@ -114,14 +114,14 @@ class SQLiteStore(SQLStore):
             return []
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
         try:
-            descriptor = os.open(self.path, flags, FILE_MODE)
+            descriptor = os.open(self.path, flags, _FILE_MODE)
         except FileExistsError:
             pass
         except OSError:
             return []  # a missing directory...: opening the database says so
         else:
             try:
-                os.fchmod(descriptor, FILE_MODE)  # the umask may have taken bits away
+                os.fchmod(descriptor, _FILE_MODE)  # the umask may have taken bits away
             finally:
                 os.close(descriptor)
             return []
@@ -161,10 +161,11 @@ class SQLiteStore(SQLStore):
     def claim_rows(
         self, cursor: Cursor, now: float, limit: int, lease_until: float
     ) -> list[tuple[Any, ...]]:
-        """Select the due rows in due order and lease them, inside the write transaction
-        ``BEGIN IMMEDIATE`` opened: no other connection can claim between the two
-        statements. (SQLite's ``RETURNING`` cannot give the due time a row had before the
-        update, which orders the result, hence two statements.)"""
+        """Select the due rows in due order and lease them (adding one to their claim
+        tokens), inside the write transaction ``BEGIN IMMEDIATE`` opened: no other
+        connection can claim between the two statements. (SQLite's ``RETURNING`` cannot
+        give the due time a row had before the update, which orders the result, hence two
+        statements.)"""
         cursor.execute(
             f"SELECT {DELIVERY_COLUMNS} FROM deliveries{self.due_index}"
             f" WHERE {CLAIMABLE} AND due_at <= ?"
@@ -176,12 +177,16 @@ class SQLiteStore(SQLStore):
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
             cursor.execute(
-                "UPDATE deliveries SET status = 'in_flight', due_at = ?"
+                "UPDATE deliveries SET status = 'in_flight', due_at = ?,"
+                " claim_token = COALESCE(claim_token, 0) + 1"
                 f" WHERE id IN ({', '.join('?' * len(chunk))})",
                 (lease_until, *chunk),
             )
-        # status is column 10, due_at column 9 of DELIVERY_COLUMNS.
-        return [(*row[:9], lease_until, "in_flight", *row[11:]) for row in rows]
+        # due_at is column 9, status column 10 and claim_token column 17 of
+        # DELIVERY_COLUMNS.
+        return [
+            (*row[:9], lease_until, "in_flight", *row[11:17], (row[17] or 0) + 1) for row in rows
+        ]
 
     def describe_error(self, error: BaseException) -> str | None:
         """Say which file could not be opened, and why, in words a user can act on."""

@@ -484,12 +484,15 @@ class Hooks(MultiService):
         Refuse new sends, let the attempts under way finish and be recorded, save the
         endpoints' health, then stop the dispatcher and close idle connections. Deliveries
         not yet attempted stay in the delivery store (lost with the process for the
-        in-memory store).
+        in-memory store): those claimed but still waiting for a connection slot are given
+        back to it at once, due when they were, rather than left to their leases.
         """
         self._accepting = False
         if self._pruning is not None and self._pruning.running:
             self._pruning.stop()
         d: Deferred[Any] = super().stopService()  # type: ignore[no-untyped-call]
+        # The scheduler has stopped: what waits for a host's slot goes back to the store.
+        self._give_back_waiting()
         d.addCallback(lambda _: self.endpoint_health.stopService())
         d.addCallback(lambda _: self.dispatcher.stop())
         close = getattr(self.sender, "close", None)
@@ -916,7 +919,9 @@ class Hooks(MultiService):
         self, host: tuple[str, str, int], latest_start: float, now: float
     ) -> Deferred[bool]:
         """A slot among the host's ``max_per_host``: ``True`` once had, ``False`` when
-        ``latest_start`` passes first."""
+        ``latest_start`` passes first, or at once when the scheduler has stopped."""
+        if not self.scheduler.running:
+            return succeed(False)
         in_use = self._hosts.get(host, 0)
         if in_use < self.settings.max_per_host:
             self._hosts[host] = in_use + 1
@@ -934,6 +939,16 @@ class Hooks(MultiService):
         entry = (waiter, timer)
         queue.append(entry)
         return waiter
+
+    def _give_back_waiting(self) -> None:
+        """Tell every delivery waiting for a host's slot that none will come (the scheduler
+        has stopped): each is given back to the store, unattempted."""
+        queues, self._host_queues = self._host_queues, {}
+        for queue in queues.values():
+            for waiter, timer in queue:
+                if timer.active():
+                    timer.cancel()
+                waiter.callback(False)
 
     def _host_free(self, host: tuple[str, str, int]) -> None:
         """Hand the host's freed slot to the oldest waiter, or count it free."""
@@ -959,6 +974,11 @@ class Hooks(MultiService):
         host: tuple[str, str, int],
     ) -> Attempt | HoldBack | Deferred[Attempt | HoldBack]:
         now = self._reactor.seconds()
+        if not granted and not self.scheduler.running:
+            return HoldBack(
+                min(now, delivery.next_attempt_at),
+                "the application is stopping before its attempt started",
+            )
         if not granted:
             return HoldBack(
                 now + self.settings.busy_retry,

@@ -10,6 +10,12 @@ through these states::
                           │  └──failure, none left / 410 / refused──> dead
                           └──lease expired (crash)──> claimed again
 
+Leases are *fenced*: each claim gives the delivery a new :attr:`Delivery.claim_token`, and
+the outcome of an attempt (a :class:`DeliveryUpdate`) or a release carries the token of the
+claim it was made under. A store drops, and logs, a write whose token is not the
+delivery's current one: a claimer whose lease expired, and whose delivery another claimer
+has taken since, cannot overwrite the newer claimer's outcome.
+
 :class:`Attempt` records one HTTP try; :func:`decide` turns an attempt into a
 :class:`DeliveryUpdate` following the retry policy. :class:`MemoryDeliveryStore` is the
 ``default`` backend's store.
@@ -25,6 +31,7 @@ from collections.abc import Sequence
 
 import attrs
 from twisted.internet.defer import Deferred, fail, succeed
+from twisted.logger import Logger
 from zope.interface import implementer
 
 from twisted_hooks.interfaces import IDeliveryStore
@@ -46,7 +53,10 @@ __all__ = [
     "ErrorKind",
     "MemoryDeliveryStore",
     "decide",
+    "log_stale_write",
 ]
+
+_log = Logger(namespace="twisted_hooks.webhooks.delivery")
 
 #: Waiting for its first attempt.
 PENDING = "pending"
@@ -147,6 +157,10 @@ class Delivery:
     :ivar lease_expires_at: while in flight, when another claimer may take it.
     :ivar last_error: the last attempt's error message, if it failed.
     :ivar finished_at: when it was delivered or died, or ``None`` while it is not finished.
+    :ivar claim_token: the fencing token of its latest claim: 1 after the first claim,
+        one more at each claim after that; ``None`` before the first (and in stores that
+        do not fence). Updates and releases carry it back to the store, which drops those
+        of an older claim.
     """
 
     id: str
@@ -165,6 +179,7 @@ class Delivery:
     lease_expires_at: float | None = None
     last_error: str | None = None
     finished_at: float | None = None
+    claim_token: int | None = None
 
     @property
     def finished(self) -> bool:
@@ -181,12 +196,16 @@ class DeliveryUpdate:
     :ivar status: :data:`DELIVERED`, :data:`RETRYING` or :data:`DEAD`.
     :ivar attempt: the attempt that led here.
     :ivar next_attempt_at: when the retry is due (``RETRYING`` only).
+    :ivar claim_token: the :attr:`Delivery.claim_token` of the claim the attempt was made
+        under; the store drops the update when the delivery has been claimed again since.
+        ``None`` writes without that check.
     """
 
     delivery_id: str
     status: str
     attempt: Attempt
     next_attempt_at: float | None = None
+    claim_token: int | None = None
 
 
 @attrs.frozen
@@ -212,14 +231,39 @@ def decide(delivery: Delivery, attempt: Attempt, now: float, rng: random.Random)
     once. Anything else is retried on the delivery's policy (``Retry-After`` honoured up
     to its cap) until no retry is left, and then dead.
     """
+    token = delivery.claim_token
     if attempt.error_kind is None:
-        return DeliveryUpdate(delivery.id, DELIVERED, attempt)
+        return DeliveryUpdate(delivery.id, DELIVERED, attempt, claim_token=token)
     if attempt.error_kind in ErrorKind.PERMANENT:
-        return DeliveryUpdate(delivery.id, DEAD, attempt)
+        return DeliveryUpdate(delivery.id, DEAD, attempt, claim_token=token)
     delay = delivery.retry.next_delay(attempt.number, rng, attempt.retry_after)
     if delay is None:
-        return DeliveryUpdate(delivery.id, DEAD, attempt)
-    return DeliveryUpdate(delivery.id, RETRYING, attempt, now + delay)
+        return DeliveryUpdate(delivery.id, DEAD, attempt, claim_token=token)
+    return DeliveryUpdate(delivery.id, RETRYING, attempt, now + delay, claim_token=token)
+
+
+def log_stale_write(
+    delivery_id: str, write: str, claim_token: int | None, current: int | None
+) -> None:
+    """
+    Log, as a warning, a write a store dropped because it was made under a claim older
+    than the delivery's latest one (its lease had expired, and the delivery was claimed
+    again).
+
+    :param delivery_id: the delivery.
+    :param write: what was dropped, for people (``"outcome of attempt 2"``, ``"release"``).
+    :param claim_token: the token the write carried.
+    :param current: the delivery's current token.
+    """
+    _log.warn(
+        "dropped the late {write} of delivery {delivery_id}: it was made under claim"
+        " {claim_token}, whose lease had expired, and the delivery has been claimed again"
+        " since (claim {current}); the newer claim's outcome stands",
+        write=write,
+        delivery_id=delivery_id,
+        claim_token=claim_token,
+        current=current,
+    )
 
 
 class DeliveryNotFound(KeyError):
@@ -235,9 +279,10 @@ class MemoryDeliveryStore:
     Deliveries kept in memory: the ``default`` backend.
 
     Due deliveries sit in a heap ordered by due time; claims pop it, leases expire like a
-    durable store's. Finished deliveries are kept for inspection up to ``keep_finished``
-    (oldest dropped first), and each delivery keeps its last ``keep_attempts`` attempts.
-    Every method returns an already-fired Deferred.
+    durable store's, and are fenced the same way (:attr:`Delivery.claim_token`). Finished
+    deliveries are kept for inspection up to ``keep_finished`` (oldest dropped first), and
+    each delivery keeps its last ``keep_attempts`` attempts. Every method returns an
+    already-fired Deferred.
     """
 
     durable = False
@@ -302,7 +347,12 @@ class MemoryDeliveryStore:
             delivery = self._deliveries.get(delivery_id)
             if delivery is None or not self._claimable(delivery, when):
                 continue  # stale heap entry: the delivery moved on since
-            leased = attrs.evolve(delivery, status=IN_FLIGHT, lease_expires_at=now + lease)
+            leased = attrs.evolve(
+                delivery,
+                status=IN_FLIGHT,
+                lease_expires_at=now + lease,
+                claim_token=(delivery.claim_token or 0) + 1,
+            )
             self._deliveries[delivery_id] = leased
             self._schedule(now + lease, delivery_id)
             claimed.append(leased)
@@ -316,11 +366,22 @@ class MemoryDeliveryStore:
             return delivery.lease_expires_at == when
         return False
 
-    def record(self, updates: Sequence[DeliveryUpdate]) -> Deferred[None]:
-        """Apply attempt outcomes."""
+    def record(self, updates: Sequence[DeliveryUpdate]) -> Deferred[Sequence[DeliveryUpdate]]:
+        """Apply attempt outcomes; fire the updates dropped (and logged) because the
+        delivery was claimed again after the claim they carry."""
+        stale: list[DeliveryUpdate] = []
         for update in updates:
             delivery = self._deliveries.get(update.delivery_id)
             if delivery is None:
+                continue
+            if update.claim_token is not None and update.claim_token != delivery.claim_token:
+                log_stale_write(
+                    update.delivery_id,
+                    f"outcome of attempt {update.attempt.number}",
+                    update.claim_token,
+                    delivery.claim_token,
+                )
+                stale.append(update)
                 continue
             attempts = self._attempts.get(update.delivery_id)
             if attempts is None:
@@ -349,7 +410,7 @@ class MemoryDeliveryStore:
                 self._schedule(update.next_attempt_at, update.delivery_id)
             elif changed.finished:
                 self._finish(update.delivery_id)
-        return succeed(None)
+        return succeed(stale)
 
     def _finish(self, delivery_id: str) -> None:
         self._finished.append(delivery_id)
@@ -358,11 +419,17 @@ class MemoryDeliveryStore:
             self._deliveries.pop(old, None)
             self._attempts.pop(old, None)
 
-    def release(self, delivery_id: str, due_at: float) -> Deferred[None]:
-        """Give back a claimed delivery, unattempted, due again at ``due_at``."""
+    def release(
+        self, delivery_id: str, due_at: float, claim_token: int | None = None
+    ) -> Deferred[None]:
+        """Give back a claimed delivery, unattempted, due again at ``due_at``; dropped (and
+        logged) when ``claim_token`` is given and the delivery was claimed again since."""
         delivery = self._deliveries.get(delivery_id)
         if delivery is None:
             return fail(DeliveryNotFound(delivery_id))
+        if claim_token is not None and claim_token != delivery.claim_token:
+            log_stale_write(delivery_id, "release", claim_token, delivery.claim_token)
+            return succeed(None)
         if delivery.status != IN_FLIGHT:
             return succeed(None)
         self._deliveries[delivery_id] = attrs.evolve(

@@ -9,12 +9,23 @@ are written in batches (one :meth:`~twisted_hooks.interfaces.IDeliveryStore.reco
 up to ``batch`` of them, at most ``record_delay`` seconds after the first), then handed to
 ``on_update`` (callbacks, operational events, deactivation). An attempt function may also
 answer :class:`HoldBack` (an endpoint's limits): the delivery is released, unattempted.
+
+Every update and release carries the claim token of the delivery's latest claim by this
+scheduler (:attr:`~twisted_hooks.webhooks.delivery.Delivery.claim_token`): a store drops
+those of a claim that another claimer has superseded, and such a dropped outcome is not
+handed to ``on_update``. When the scheduler itself claims again a delivery it is still
+attempting (its lease ran out), it does not attempt it twice, and the outcome carries the
+newer token.
+
+Stopping gives back at once, unattempted, the deliveries a claim returns after the stop,
+so that they do not wait for their leases to expire.
 """
 
 from __future__ import annotations
 
 import random
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 import attrs
 from twisted.application.service import Service
@@ -130,6 +141,10 @@ class Scheduler(Service):
         self._timer: IDelayedCall | None = None
         self._timer_at: float | None = None
         self._idle_waiters: list[Deferred[None]] = []
+        # The claim under way, if any.
+        self._claiming: Deferred[Any] | None = None
+        # The claim token of the latest claim of each delivery attempted or being recorded.
+        self._tokens: dict[str, int | None] = {}
         self._unrecorded: list[tuple[Delivery, DeliveryUpdate]] = []
         self._record_timer: IDelayedCall | None = None
         self._abandoned = False
@@ -153,7 +168,9 @@ class Scheduler(Service):
         """
         Stop claiming; fire once the attempts under way have finished and every update
         has been recorded (those waiting for a batch are written at once). What was not
-        claimed stays in the store.
+        claimed stays in the store; what a claim under way returns is given back at once
+        (:meth:`~twisted_hooks.interfaces.IDeliveryStore.release`, due when it was), not
+        attempted.
         """
         super().stopService()  # type: ignore[no-untyped-call]
         self._cancel_timer()
@@ -207,9 +224,22 @@ class Scheduler(Service):
             return
         wanted = min(free, self.batch)
         claimed = maybeDeferred(self.store.claim, self._reactor.seconds(), wanted, self.lease)
+        self._claiming = claimed  # before the callbacks, which may run at once
         claimed.addCallback(self._claimed, wanted).addErrback(self._pump_failed)
 
     def _claimed(self, claimed: Sequence[Delivery], wanted: int) -> None:
+        self._claiming = None
+        if not self.running:
+            # Stopped while claiming: give them back now rather than leave them in flight
+            # until their leases expire.
+            for delivery in claimed:
+                if delivery.id in self._in_flight or delivery.id in self._recording:
+                    self._tokens[delivery.id] = delivery.claim_token  # still ours
+                else:
+                    self._give_back(delivery, delivery.next_attempt_at, "the scheduler stopped")
+            self._pumping = False
+            self._maybe_idle()
+            return
         for delivery in claimed:
             self._start(delivery)
         if not self.running:
@@ -236,10 +266,12 @@ class Scheduler(Service):
             self.wake()
 
     def _pump_failed(self, failure: Failure) -> None:
+        self._claiming = None
         self._pumping = False
         _log.failure("claiming due deliveries failed; retrying in 1 s", failure)
         if self.running:
             self._arm(self._reactor.seconds() + 1.0)
+        self._maybe_idle()
 
     def _arm(self, when: float) -> None:
         if self._timer is not None and self._timer.active():
@@ -267,8 +299,11 @@ class Scheduler(Service):
     def _start(self, delivery: Delivery) -> None:
         if delivery.id in self._in_flight or delivery.id in self._recording:
             # Its lease ran out while this scheduler still attempts it (or waits to record
-            # its outcome): a second attempt would POST it twice.
+            # its outcome): a second attempt would POST it twice. The new claim is ours
+            # too: the outcome is written under it.
+            self._tokens[delivery.id] = delivery.claim_token
             return
+        self._tokens[delivery.id] = delivery.claim_token
         try:
             result = self._attempt(delivery)
             outcome: Deferred[object] = (
@@ -280,9 +315,10 @@ class Scheduler(Service):
         outcome.addBoth(self._attempted, delivery)
 
     def _attempted(self, outcome: object, delivery: Delivery) -> None:
+        del self._in_flight[delivery.id]
         if self._abandoned:
             # The outcome is not recorded: the delivery stays under its lease.
-            del self._in_flight[delivery.id]
+            self._tokens.pop(delivery.id, None)
             if isinstance(outcome, Failure):
                 outcome.trap(Exception)
             return
@@ -306,10 +342,7 @@ class Scheduler(Service):
                 until=outcome.until,
                 reason=outcome.reason,
             )
-            self._recording.add(delivery.id)
-            released = maybeDeferred(self.store.release, delivery.id, outcome.until)
-            self._track(released, [delivery.id])
-            released.addErrback(self._release_failed, delivery)
+            self._give_back(delivery, outcome.until)
         else:
             assert isinstance(outcome, Attempt)
             update = decide(delivery, outcome, self._reactor.seconds(), self._rng)
@@ -319,9 +352,21 @@ class Scheduler(Service):
                 self._flush()
             elif self._record_timer is None:
                 self._record_timer = self._reactor.callLater(self.record_delay, self._flush)
-        del self._in_flight[delivery.id]
         self._freed()
         self._maybe_idle()
+
+    def _give_back(self, delivery: Delivery, until: float, why: str = "") -> None:
+        """Release ``delivery``, unattempted, due again at ``until``, under its claim."""
+        if why:
+            _log.debug("{delivery_id} given back: {why}", delivery_id=delivery.id, why=why)
+        self._recording.add(delivery.id)
+        token = self._tokens.get(delivery.id, delivery.claim_token)
+        if token is None:
+            released = maybeDeferred(self.store.release, delivery.id, until)
+        else:
+            released = maybeDeferred(self.store.release, delivery.id, until, token)
+        self._track(released, [delivery.id])
+        released.addErrback(self._release_failed, delivery)
 
     def _release_failed(self, failure: Failure, delivery: Delivery) -> None:
         _log.failure(
@@ -332,13 +377,15 @@ class Scheduler(Service):
 
     # -- batched recording -------------------------------------------------------------------
 
-    def _track(self, write: Deferred[None], delivery_ids: list[str]) -> None:
+    def _track(self, write: Deferred[Any], delivery_ids: list[str]) -> None:
         """Keep ``write`` until it ends; then its deliveries may be claimed again."""
         self._writes.add(write)
 
         def ended(result: object) -> object:
             self._writes.discard(write)
             self._recording.difference_update(delivery_ids)
+            for delivery_id in delivery_ids:
+                self._tokens.pop(delivery_id, None)
             # What was written may be due at a new time (a retry, a release): look again.
             self.wake()
             self._maybe_idle()
@@ -354,17 +401,51 @@ class Scheduler(Service):
         if not self._unrecorded:
             return
         items, self._unrecorded = self._unrecorded, []
+        items = [(delivery, self._fenced(update)) for delivery, update in items]
         recorded = maybeDeferred(self.store.record, [update for _, update in items])
+        recorded.addCallback(self._record_again)
         recorded.addCallbacks(
             self._recorded, self._record_failed, callbackArgs=(items,), errbackArgs=(items,)
         )
         self._track(recorded, [delivery.id for delivery, _ in items])
 
-    def _recorded(self, _: object, items: list[tuple[Delivery, DeliveryUpdate]]) -> None:
+    def _fenced(self, update: DeliveryUpdate) -> DeliveryUpdate:
+        """``update`` under the latest claim this scheduler made of its delivery."""
+        token = self._tokens.get(update.delivery_id, update.claim_token)
+        if token == update.claim_token:
+            return update
+        return attrs.evolve(update, claim_token=token)
+
+    def _record_again(
+        self, dropped: Sequence[DeliveryUpdate] | None
+    ) -> Sequence[DeliveryUpdate] | Deferred[Sequence[DeliveryUpdate]]:
+        """The updates the store dropped as stale; those this scheduler claimed again while
+        they were being written are written once more, under the newer claim."""
+        if not dropped:
+            return ()
+        again: list[DeliveryUpdate] = []
+        kept: list[DeliveryUpdate] = []
+        for update in dropped:
+            fenced = self._fenced(update)
+            if fenced.claim_token == update.claim_token:
+                kept.append(update)  # another claimer's claim superseded it
+            else:
+                again.append(fenced)
+        if not again:
+            return kept
+        written = maybeDeferred(self.store.record, again)
+        return written.addCallback(lambda still: [*kept, *(still or ())])
+
+    def _recorded(
+        self, dropped: Sequence[DeliveryUpdate], items: list[tuple[Delivery, DeliveryUpdate]]
+    ) -> None:
         on_update = self._on_update
         if on_update is None:
             return
+        stale = {update.delivery_id for update in dropped}
         for delivery, update in items:
+            if delivery.id in stale:
+                continue  # superseded by another claimer's outcome: not this one's news
             try:
                 on_update(delivery, update)
             except Exception:
@@ -383,16 +464,19 @@ class Scheduler(Service):
 
     # -- idleness ----------------------------------------------------------------------------
 
+    def _idle(self) -> bool:
+        return not self._in_flight and not self._recording and self._claiming is None
+
     def _maybe_idle(self) -> None:
-        if self._idle_waiters and not self._in_flight and not self._recording:
+        if self._idle_waiters and self._idle():
             waiters, self._idle_waiters = self._idle_waiters, []
             for waiter in waiters:
                 waiter.callback(None)
 
     def wait_in_flight(self) -> Deferred[None]:
-        """A Deferred that fires when no attempt is under way and every update has been
-        recorded."""
-        if not self._in_flight and not self._recording:
+        """A Deferred that fires when no attempt or claim is under way and every update
+        (and release) has been written."""
+        if self._idle():
             return succeed(None)
         waiter: Deferred[None] = Deferred()
         self._idle_waiters.append(waiter)
