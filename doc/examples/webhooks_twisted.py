@@ -19,11 +19,6 @@ from twisted.web.server import Request, Site
 from twisted_hooks.webhooks import (
     Event,
     Hooks,
-    RecipientPolicy,
-    Settings,
-    block_internal_ips,
-    ensure_port,
-    ensure_protocol,
     verify,
     verify_standard,
 )
@@ -71,12 +66,8 @@ async def main(reactor: Any) -> None:
     listening = reactor.listenTCP(0, Site(receiver), interface="127.0.0.1")
     port = listening.getHost().port
 
-    # Thorn's validators refuse 127.0.0.1 and any port but 80 and 443: open both, here only.
-    policy = RecipientPolicy(
-        validators=[block_internal_ips(), ensure_protocol("http", "https"), ensure_port(port)],
-        allowed_networks=["127.0.0.0/8"],
-    )
-    hooks = Hooks(reactor, settings=Settings(policy=policy))
+    # Thorn's validators refuse 127.0.0.1: allow the loopback network (on any port), here only.
+    hooks = Hooks(reactor, allowed_networks=["127.0.0.0/8"])
     hooks.startService()
 
     def failed(event: Any) -> None:

@@ -67,6 +67,7 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.routing import RequestRedirect
 
 from twisted_hooks.interfaces import ITokenStore
+from twisted_hooks.service.config import SERVICE_ADVICE
 from twisted_hooks.service.tokens import token_hash
 from twisted_hooks.store.base import Store
 from twisted_hooks.store.tokens import Token
@@ -793,7 +794,8 @@ class HooksAPI:
         try:
             self._hooks.settings.policy.check_url(url)
         except SecurityError as error:
-            raise APIError(400, "refused_url", str(error), "url") from None
+            # Worded for the service (its flags and keys), whoever built the policy.
+            raise APIError(400, "refused_url", error.explain(SERVICE_ADVICE), "url") from None
         except (ValueError, TypeError, UnicodeError) as error:
             raise _invalid("url", f"url is not a valid URL: {error}") from None
 
