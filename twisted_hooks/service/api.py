@@ -90,11 +90,15 @@ __all__ = [
     "DEFAULT_LIMIT",
     "MAX_LIMIT",
     "MAX_REQUEST_BODY",
+    "PUBLIC_PATHS",
     "APIError",
     "HooksAPI",
     "HooksMetrics",
+    "authenticate",
+    "needs_token",
     "openapi_document",
     "routes",
+    "too_large",
 ]
 
 _log = Logger(namespace="twisted_hooks.service.api")
@@ -107,6 +111,8 @@ DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 #: Seconds ``/healthz`` waits for the store before answering 503.
 HEALTH_TIMEOUT = 5.0
+#: The paths served without a token; every other path needs ``Authorization: Bearer``.
+PUBLIC_PATHS: frozenset[str] = frozenset({"/healthz", "/metrics", "/openapi.json"})
 
 _JSON = b"application/json"
 _BEARER_REALM = 'Bearer realm="twisted_hooks"'
@@ -195,6 +201,63 @@ def _set_status(request: IRequest, code: int) -> None:
 def _origin(request: IRequest) -> tuple[bool, object]:
     raw: Any = request
     return bool(raw.isSecure()), raw.getHost()
+
+
+def needs_token(path: bytes) -> bool:
+    """
+    Whether a request for ``path`` must carry a valid token: every path but those of
+    :data:`PUBLIC_PATHS` (unknown paths included).
+
+    :param path: the request target as sent, with or without its query string.
+    """
+    target = path.split(b"?", 1)[0]
+    return target.decode("ascii", "replace") not in PUBLIC_PATHS
+
+
+async def authenticate(tokens: ITokenStore, authorization: bytes | None) -> Token:
+    """
+    The active token an ``Authorization`` header names; its scopes are not checked.
+
+    :param tokens: the store of tokens.
+    :param authorization: the header's value, or ``None`` when the request has none.
+    :raises APIError: a 401, with ``WWW-Authenticate``: ``unauthorized`` for a missing or
+        malformed header, ``invalid_token`` for an unknown or revoked token.
+    """
+    if authorization is None:
+        raise APIError(
+            401,
+            "unauthorized",
+            "this request needs an API token: send 'Authorization: Bearer TOKEN'",
+            headers=[("WWW-Authenticate", _BEARER_REALM)],
+        )
+    scheme, _, text = authorization.partition(b" ")
+    text = text.strip()
+    if scheme.lower() != b"bearer" or not text:
+        raise APIError(
+            401,
+            "unauthorized",
+            "the Authorization header must be 'Bearer TOKEN'",
+            headers=[("WWW-Authenticate", _BEARER_REALM)],
+        )
+    invalid = APIError(
+        401,
+        "invalid_token",
+        "the API token is unknown or revoked; ask the operator for a new one",
+        headers=[("WWW-Authenticate", _BEARER_REALM + ', error="invalid_token"')],
+    )
+    try:
+        decoded = text.decode("ascii")
+    except UnicodeDecodeError:
+        raise invalid from None
+    token = await tokens.token_by_hash(token_hash(decoded))
+    if token is None or not token.active:
+        raise invalid
+    return token
+
+
+def too_large(limit: int) -> APIError:
+    """The 413 ``too_large`` error for a body over ``limit`` bytes."""
+    return APIError(413, "too_large", f"the body must be at most {limit} bytes long")
 
 
 def _invalid(field: str, detail: str) -> APIError:
@@ -605,36 +668,7 @@ class HooksAPI:
         }
 
     async def _authenticate(self, request: IRequest, scope: str) -> _Auth:
-        header = _header(request, b"authorization")
-        if header is None:
-            raise APIError(
-                401,
-                "unauthorized",
-                "this request needs an API token: send 'Authorization: Bearer TOKEN'",
-                headers=[("WWW-Authenticate", _BEARER_REALM)],
-            )
-        scheme, _, text = header.partition(b" ")
-        text = text.strip()
-        if scheme.lower() != b"bearer" or not text:
-            raise APIError(
-                401,
-                "unauthorized",
-                "the Authorization header must be 'Bearer TOKEN'",
-                headers=[("WWW-Authenticate", _BEARER_REALM)],
-            )
-        invalid = APIError(
-            401,
-            "invalid_token",
-            "the API token is unknown or revoked; ask the operator for a new one",
-            headers=[("WWW-Authenticate", _BEARER_REALM + ', error="invalid_token"')],
-        )
-        try:
-            decoded = text.decode("ascii")
-        except UnicodeDecodeError:
-            raise invalid from None
-        token = await self._tokens.token_by_hash(token_hash(decoded))
-        if token is None or not token.active:
-            raise invalid
+        token = await authenticate(self._tokens, _header(request, b"authorization"))
         auth = _Auth(token)
         if scope not in token.scopes and not auth.admin:
             raise APIError(
@@ -673,7 +707,7 @@ class HooksAPI:
         return data
 
     def _too_large(self) -> APIError:
-        return APIError(413, "too_large", f"the body must be at most {self._max_body} bytes long")
+        return too_large(self._max_body)
 
     def _query(self, request: IRequest, name: str) -> str | None:
         args: Mapping[bytes, Sequence[bytes]] = request.args or {}

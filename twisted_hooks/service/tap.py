@@ -349,7 +349,7 @@ class HooksService(MultiService):
         self.listeners = self._load_listeners(self.hooks)
         # A child (found in the service tree), started now; stopped by _teardown, in order.
         self.hooks.setServiceParent(self)  # type: ignore[no-untyped-call]
-        site = Site(self._api_resource(self.hooks, store))  # type: ignore[no-untyped-call]
+        site = self._api_site(self.hooks, store)
         endpoint = serverFromString(self._reactor, config.listen)  # type: ignore[no-untyped-call]
         port = await endpoint.listen(site)
         if not self.running:
@@ -360,11 +360,22 @@ class HooksService(MultiService):
     def _load_listeners(self, hooks: Hooks) -> LoadedListeners:
         return load_listeners(self.config, hooks.dispatcher, self.registry, self._reactor)
 
-    def _api_resource(self, hooks: Hooks, store: Store) -> Any:
+    def _api_site(self, hooks: Hooks, store: Store) -> Site:
+        from twisted_hooks.interfaces import ITokenStore
+        from twisted_hooks.service._limits import LimitedSite
         from twisted_hooks.service.api import HooksAPI
 
-        api = HooksAPI(hooks, store, self._reactor, max_request_body=self.config.max_request_body)
-        return api.resource()
+        limit = self.config.max_request_body
+        api = HooksAPI(hooks, store, self._reactor, max_request_body=limit)
+        # Refuses oversized and unauthenticated bodies before reading them; the API checks
+        # both again.
+        return LimitedSite(
+            api.resource(),
+            ITokenStore(store),
+            limit,
+            reactor=self._reactor,
+            observe=api.metrics.request,
+        )
 
     def _started(self, _: None) -> None:
         if self.port is not None:
