@@ -41,7 +41,7 @@ extensions = [
 
 exclude_patterns = ["_build"]
 templates_path: list[str] = []
-html_static_path: list[str] = []
+html_static_path = ["_static"]
 
 # Docstrings are reST with :param: fields (treq style); no napoleon.
 autodoc_member_order = "bysource"
@@ -62,8 +62,22 @@ autodoc_type_aliases = {
 }
 nitpicky = False
 
-html_theme = "alabaster"
+# Django is an extra (``twisted_hooks[django]``): without it, the Django integration's
+# modules are documented against stand-ins, so that the API reference is the same whichever
+# extras the documentation is built with.
+try:
+    import django  # noqa: F401
+except ImportError:
+    autodoc_mock_imports = ["django"]
+
+# furo (the ``docs`` extra): readable on a phone and in the dark, and its code blocks
+# scroll sideways instead of clipping long lines.
+html_theme = "furo"
 html_title = f"twisted_hooks {release}"
+html_theme_options = {
+    "navigation_with_keys": True,
+}
+html_css_files = ["custom.css"]
 
 # Examples marked with ``.. doctest::`` / ``.. testcode::`` run under ``-b doctest``.
 doctest_test_doctest_blocks = ""
@@ -207,8 +221,22 @@ def _changelog_always_outdated(
     return ["changelog"]
 
 
+# -- the theme ------------------------------------------------------------------------------
+
+
+def _drop_local_contents(app: Any, doctree: nodes.document) -> None:
+    """
+    Remove the pages' own ``.. contents::`` lists: furo shows every page's contents in its
+    sidebar, and marks a contents list in the page as an error.
+    """
+    for topic in list(doctree.findall(nodes.topic)):
+        if "contents" in topic["classes"] and topic.parent is not None:
+            topic.parent.remove(topic)
+
+
 def setup(app: Any) -> dict[str, Any]:
     app.add_directive("zope-interface", ZopeInterfaceDirective)
+    app.connect("doctree-read", _drop_local_contents)
     app.connect("source-read", _insert_unreleased_news)
     app.connect("env-get-outdated", _changelog_always_outdated)
     return {"parallel_read_safe": True}

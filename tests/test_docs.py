@@ -1,6 +1,7 @@
 """
-The documentation's examples run: the guides' doctests (Sphinx's doctest builder), the
-programs the guides include, and the news fragments the changelog shows.
+The documentation's examples run: the guides' doctests (Sphinx's doctest builder) and the
+news fragments the changelog shows. The programs of ``doc/examples/`` run against the
+installed wheel, in tests/test_wheel.py.
 """
 
 from __future__ import annotations
@@ -24,15 +25,6 @@ def run(*argv: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
     )
 
 
-def printed_block(page: str, index: int = 0) -> str:
-    """The ``index``-th literal block that follows "It prints::" in ``doc/<page>.rst``."""
-    text = (DOC / f"{page}.rst").read_text(encoding="utf-8")
-    blocks = re.findall(r"It prints::\n\n((?:   .*\n|\n)+)", text)
-    assert len(blocks) > index, f"doc/{page}.rst has no 'It prints::' block number {index}"
-    lines = [line[3:] for line in blocks[index].rstrip().splitlines()]
-    return "\n".join(lines) + "\n"
-
-
 def test_sphinx_doctests_pass(tmp_path: Path) -> None:
     """Every ``.. doctest::`` example of the documentation runs and prints what it shows."""
     result = run("-m", "sphinx", "-q", "-b", "doctest", "doc", str(tmp_path))
@@ -41,25 +33,6 @@ def test_sphinx_doctests_pass(tmp_path: Path) -> None:
     tests = re.search(r"^\s*(\d+) tests$", report, re.MULTILINE)
     assert tests is not None and int(tests.group(1)) > 100, report
     assert "0 failures in tests" in report, report
-
-
-@pytest.mark.parametrize(
-    ("script", "page", "block"),
-    [
-        ("first_dispatcher.py", "quickstart", 0),
-        ("blocking_script.py", "sync", 0),
-        ("webhooks_twisted.py", "webhooks", 0),
-        ("webhooks_blocking.py", "webhooks", 1),
-        ("durable_sqlite.py", "stores", 0),
-    ],
-)
-def test_example_program_prints_what_its_page_says(script: str, page: str, block: int) -> None:
-    """Each program a guide includes runs (on the real reactor, in its own process, with a
-    real receiver on 127.0.0.1 for the webhook programs) and prints what the guide says it
-    prints, line for line."""
-    result = run(f"doc/examples/{script}", timeout=60)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout == printed_block(page, block)
 
 
 @pytest.mark.skipif(
