@@ -1,7 +1,9 @@
 """
 A helper script, not tests: serve the HTTP API on 127.0.0.1 (an ephemeral port) over a
 memory store, delivering through a sender that answers 200 at once, for the schemathesis
-test in ``tests/test_api.py``.
+test in ``tests/test_api.py``. As a local development service does, it lets subscribers
+reach ``127.0.0.0/8`` on any port (schemathesis feeds the API's own URLs back as
+subscription URLs), so that only what the OpenAPI document describes decides an answer.
 
 It prints one JSON line, ``{"port": PORT, "token": TOKEN}`` (an admin token), then serves
 until it is terminated.
@@ -23,9 +25,10 @@ from twisted_hooks.interfaces import IWebhookSender
 from twisted_hooks.service.api import HooksAPI
 from twisted_hooks.service.tokens import create_token
 from twisted_hooks.store import MemoryStore
-from twisted_hooks.webhooks.app import Hooks
+from twisted_hooks.webhooks.app import Hooks, Settings
 from twisted_hooks.webhooks.delivery import Attempt, Delivery
 from twisted_hooks.webhooks.subscribers import Subscriber
+from twisted_hooks.webhooks.validators import RecipientPolicy
 
 
 @implementer(IWebhookSender)
@@ -43,6 +46,7 @@ def main() -> None:
     store = MemoryStore()
     hooks = Hooks(
         reactor,
+        settings=Settings(policy=RecipientPolicy(allowed_networks=["127.0.0.0/8", "::1/128"])),
         subscribers=store.subscribers,
         deliveries=store.deliveries,
         health=store,

@@ -20,7 +20,7 @@ GET      ``/deliveries/{id}/``           subscribe  one delivery with its attemp
 POST     ``/deliveries/{id}/retry/``     subscribe  attempt a dead delivery again (202)
 GET      ``/healthz``                    (none)     200 when the store answers, else 503
 GET      ``/metrics``                    (none)     Prometheus text exposition
-GET      ``/openapi.json``               (none)     the OpenAPI 3.0 description of all this
+GET      ``/openapi.json``               (none)     the OpenAPI 3.1 description of all this
 =======  ==============================  =========  ==========================================
 
 Every request but the last three carries ``Authorization: Bearer TOKEN``; tokens are made
@@ -35,7 +35,15 @@ so ``publish`` is a trusted scope, for the applications that publish on behalf o
 
 Bodies are JSON (``Content-Type: application/json``), at most ``max_request_body`` bytes.
 Errors are ``{"error": CODE, "detail": TEXT}``, plus ``"field"`` naming the offending
-field or query parameter for a 400.
+field or query parameter for a 400; a request whose URL is not UTF-8 gets one too. Numbers
+in query strings are ASCII digits. Times are answered as RFC 3339 text in UTC, clamped to
+the years 1 to 9999 (``null`` when a stored time is not a number), and non-finite numbers
+as ``null``, so that no stored row can make an answer fail.
+
+The URLs an answer gives (``Location``, ``subscription``, ``delivery``) start with the
+``base_url`` given, else with the address the service listens on (the address the
+connection came in on, for a wildcard address): never with the request's ``Host``
+header, which a client chooses.
 
 ``/metrics`` and ``/healthz`` need no token, as Prometheus scrapers and load balancers
 expect: they show counts and ages only (no ids, URLs, owners or payloads). Bind the
@@ -52,6 +60,7 @@ import re
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NoReturn
+from urllib.parse import urlsplit
 
 import attrs
 from klein import Klein
@@ -62,12 +71,12 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
-from twisted.web.resource import IResource
+from twisted.web.resource import IResource, Resource
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.routing import RequestRedirect
 
 from twisted_hooks.interfaces import ITokenStore
-from twisted_hooks.service.config import SERVICE_ADVICE
+from twisted_hooks.service.config import SERVICE_ADVICE, check_base_url
 from twisted_hooks.service.tokens import token_hash
 from twisted_hooks.store.base import Store
 from twisted_hooks.store.tokens import Token
@@ -83,7 +92,13 @@ from twisted_hooks.webhooks.delivery import (
 from twisted_hooks.webhooks.encoding import CONTENT_TYPES, EncodingError
 from twisted_hooks.webhooks.health import OPEN
 from twisted_hooks.webhooks.patterns import MAX_NAME_LENGTH
-from twisted_hooks.webhooks.subscribers import DIGESTS, Subscriber, SubscriberNotFound
+from twisted_hooks.webhooks.subscribers import (
+    DIGESTS,
+    RESERVED_HEADERS,
+    Subscriber,
+    SubscriberNotFound,
+    limit_range,
+)
 from twisted_hooks.webhooks.validators import SecurityError
 
 __all__ = [
@@ -121,8 +136,24 @@ _MAX_TEXT = 255
 _MAX_SECRET = 512
 _MAX_HEADERS = 32
 _MAX_HEADER_VALUE = 1024
-_MAX_LIMIT_VALUE = 1_000_000
-_HOST = re.compile(r"^[A-Za-z0-9.\-]+(:[0-9]{1,5})?$|^\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?$")
+# Text fields hold no control characters (C0 and DEL): the rule of _text, in the OpenAPI
+# document. Said as "no match anywhere" rather than "^[^...]*$", whose $ Python's re (and
+# so Python's JSON Schema validators) also matches before a final line break. (_text also
+# refuses lone surrogates, which UTF-8 cannot encode; a pattern cannot name them.)
+_NO_CONTROLS: dict[str, Any] = {"not": {"type": "string", "pattern": "[\\u0000-\\u001f\\u007f]"}}
+_HEADER_NAME = "^[A-Za-z0-9_-]+$"
+# ASCII digits only: int(), float() and str.isdigit() also take other scripts' digits
+# ("٣", full-width digits) and superscripts ("²", which int() then refuses).
+_DIGITS = re.compile(r"[0-9]{1,18}")
+_DECIMAL = re.compile(r"-?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?")
+_RFC3339 = re.compile(
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt]([0-9]{2}):([0-9]{2}):([0-9]{2})(\.[0-9]+)?"
+    r"([Zz]|[+-][0-9]{2}:[0-9]{2})"
+)
+# The times datetime can show: 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z.
+_EARLIEST = -62_135_596_800
+_LATEST = 253_402_300_799
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
 _NAME_PATTERN = r"^[A-Za-z0-9_:\-]+(\.[A-Za-z0-9_:\-]+)*$"
 _EVENT_PATTERN = r"^([A-Za-z0-9_:\-]+|\*)(\.([A-Za-z0-9_:\-]+|\*))*$"
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -264,22 +295,91 @@ def _invalid(field: str, detail: str) -> APIError:
     return APIError(400, "invalid", detail, field)
 
 
+def _whole(value: object) -> object:
+    """A JSON number with no fractional part (``295.0``) as an ``int``, as JSON Schema's
+    ``integer`` counts it; anything else unchanged."""
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return int(value)
+    return value
+
+
 def _not_found(what: str, value: str) -> APIError:
     return APIError(404, "not_found", f"no {what} with id {value!r}")
 
 
-def _isotime(seconds: float | None) -> str | None:
-    if seconds is None:
+def _isotime(seconds: object) -> str | None:
+    """
+    A stored time (seconds since the epoch) as RFC 3339 text in UTC, whatever was stored:
+    a time before the year 1 or after 9999 (infinities included) is shown as the first or
+    last second datetime can show; something that is not a number (``None``, NaN, text)
+    is ``None``. Never raises.
+    """
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float):
         return None
-    moment = datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc)
+    if seconds != seconds:  # NaN
+        return None
+    clamped = min(max(seconds, _EARLIEST), _LATEST)
+    moment = _EPOCH + datetime.timedelta(seconds=float(clamped))
     return moment.isoformat().replace("+00:00", "Z")
 
 
-def _time(value: object, field: str) -> float:
-    """A time given as seconds since the epoch or as ISO 8601 text."""
-    if isinstance(value, bool):
-        raise _invalid(field, f"{field} must be a number of seconds or an ISO 8601 time")
-    if isinstance(value, int | float):
+def _finite(value: object) -> object:
+    """``value`` with every non-finite float (which JSON cannot carry) replaced by ``None``."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    return value
+
+
+def _days_from_civil(year: int, month: int, day: int) -> int:
+    """Days from 1970-01-01 to a date of the proleptic Gregorian calendar, any year."""
+    year -= month <= 2
+    era = year // 400
+    year_of_era = year - era * 400
+    day_of_year = (153 * (month + (-3 if month > 2 else 9)) + 2) // 5 + day - 1
+    day_of_era = year_of_era * 365 + year_of_era // 4 - year_of_era // 100 + day_of_year
+    return era * 146097 + day_of_era - 719468
+
+
+def _rfc3339(text: str) -> float | None:
+    """
+    Seconds since the epoch of an RFC 3339 date-time (``2024-01-31T12:00:00Z``,
+    ``2024-01-31t12:00:00.5+01:00``; a leap second ``:60`` is the next second), or
+    ``None`` if ``text`` is not one.
+    """
+    found = _RFC3339.fullmatch(text)
+    if found is None:
+        return None
+    year, month, day, hour, minute, second = (int(found.group(i)) for i in range(1, 7))
+    leap = year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
+    days_in_month = (31, 29 if leap else 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+    if not 1 <= month <= 12 or not 1 <= day <= days_in_month[month - 1]:
+        return None
+    if hour > 23 or minute > 59 or second > 60:
+        return None
+    offset = 0
+    zone = found.group(8)
+    if zone not in ("Z", "z"):
+        hours, minutes = int(zone[1:3]), int(zone[4:6])
+        if hours > 23 or minutes > 59:
+            return None
+        offset = (hours * 60 + minutes) * 60 * (1 if zone[0] == "+" else -1)
+    fraction = float("0" + found.group(7)) if found.group(7) else 0.0
+    days = _days_from_civil(year, month, day)
+    return days * 86400 + hour * 3600 + minute * 60 + second + fraction - offset
+
+
+def _time(value: object, field: str, *, query: bool = False) -> float:
+    """
+    A time given as seconds since the epoch or as an RFC 3339 date-time: in a JSON body, a
+    number or a date-time string; in a query string, a number in ASCII digits or a
+    date-time.
+    """
+    seconds: float | None = None
+    if isinstance(value, int | float) and not isinstance(value, bool):
         try:
             seconds = float(value)
         except OverflowError:
@@ -288,23 +388,21 @@ def _time(value: object, field: str) -> float:
             raise _invalid(field, f"{field} must be a finite number of seconds since the epoch")
         return seconds
     if isinstance(value, str):
-        text = value.strip()
-        try:
-            return float(text) if re.fullmatch(r"-?[0-9]+(\.[0-9]+)?", text) else _iso(text)
-        except (ValueError, OverflowError):
-            pass
+        if query and _DECIMAL.fullmatch(value):
+            seconds = float(value)
+            if not math.isfinite(seconds):
+                raise _invalid(
+                    field, f"{field} must be a finite number of seconds since the epoch"
+                )
+            return seconds
+        seconds = _rfc3339(value)
+        if seconds is not None:
+            return seconds
     raise _invalid(
         field,
-        f"{field} must be seconds since the epoch or an ISO 8601 time such as "
-        f"'2024-01-31T12:00:00Z', got {value!r}",
+        f"{field} must be seconds since the epoch (a number) or an RFC 3339 date-time such "
+        f"as '2024-01-31T12:00:00Z', got {value!r}",
     )
-
-
-def _iso(text: str) -> float:
-    moment = datetime.datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=datetime.timezone.utc)
-    return moment.timestamp()
 
 
 def _canonical_id(value: str) -> str | None:
@@ -352,10 +450,22 @@ def _check_field(name: str, value: object) -> object:
             _text(key, "headers", _MAX_TEXT)
             _text(text, "headers", _MAX_HEADER_VALUE, empty=True)
     elif value is not None:  # max_concurrency, rate_limit
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise _invalid(name, f"{name} must be a positive number or null")
-        if not 0 < value <= _MAX_LIMIT_VALUE:
-            raise _invalid(name, f"{name} must be above 0 and at most {_MAX_LIMIT_VALUE}")
+        whole = name == "max_concurrency"
+        if whole:
+            value = _whole(value)
+        low, high = limit_range(name)
+        kind = "a whole number" if whole else "a number"
+        if isinstance(value, bool) or not isinstance(value, int if whole else int | float):
+            raise _invalid(name, f"{name} must be {kind} from {low:g} to {high:g}, or null")
+        if not low <= value <= high:
+            why = (
+                " (a slower limit would hold deliveries back for hours)"
+                if name == "rate_limit" and value < low
+                else ""
+            )
+            raise _invalid(
+                name, f"{name} must be from {low:g} to {high:g}, or null, got {value!r}{why}"
+            )
     attribute = attrs.fields_dict(Subscriber)[_WRITABLE[name]]
     try:
         if attribute.converter is not None:
@@ -381,6 +491,14 @@ def _subscription_fields(body: Mapping[str, Any]) -> dict[str, Any]:
             )
         fields[_WRITABLE[name]] = _check_field(name, value)
     return fields
+
+
+def _effective_limit(name: str, value: object) -> object:
+    """A stored limit as the gate applies it: brought into its range."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+        return value
+    low, high = limit_range(name)
+    return min(max(value, low), high)
 
 
 def _attempt_json(attempt: Attempt) -> dict[str, Any]:
@@ -573,8 +691,10 @@ class HooksAPI:
     :param reactor: the reactor (its clock); the global one if ``None``.
     :param max_request_body: the largest request body accepted, in bytes (413 above).
     :param base_url: the public URL of the API (``https://hooks.example.com``), for the
-        ``subscription`` and ``Location`` URLs; if ``None`` they are built from the
-        request's ``Host`` header.
+        ``subscription``, ``delivery`` and ``Location`` URLs (see
+        :func:`~twisted_hooks.service.config.check_base_url`); if ``None`` they start with
+        the address given to :meth:`listening_on`, else with the address each request
+        came in on. Never with the request's ``Host`` header.
     :param health_timeout: seconds ``/healthz`` waits for the store.
 
     :ivar metrics: the :class:`HooksMetrics` served at ``/metrics``.
@@ -598,20 +718,67 @@ class HooksAPI:
         assert reactor is not None
         if isinstance(max_request_body, bool) or max_request_body < 1:
             raise ValueError(f"max_request_body must be at least 1, got {max_request_body!r}")
+        if base_url is not None:
+            try:
+                base_url = check_base_url(base_url)
+            except ValueError as error:
+                raise ValueError(f"base_url {base_url!r}: {error}") from None
         self._hooks = hooks
         self._store = store
         self._tokens = ITokenStore(store)
         self._reactor = reactor
         self._max_body = max_request_body
-        self._base_url = base_url.rstrip("/") if base_url else None
+        self._base_url = base_url
+        self._listening: object = None
         self._health_timeout = health_timeout
         self.metrics = HooksMetrics(hooks)
         self.metrics.start()
 
     def resource(self) -> IResource:
         """The API as a :class:`twisted.web.resource.IResource`, to serve with a
-        :class:`~twisted.web.server.Site`."""
-        return self.app.resource()
+        :class:`~twisted.web.server.Site`. A request whose path or ``Host`` is not UTF-8
+        gets a JSON ``400`` (``malformed_url``) there, as every other error is JSON."""
+        return _Decoded(self, self.app.resource())
+
+    def listening_on(self, address: object) -> None:
+        """
+        Tell the API the address it listens on (the listening port's ``getHost()``), which
+        starts the URLs its answers give when no ``base_url`` was given. A wildcard
+        address (``0.0.0.0``, ``::``) is replaced, request by request, by the address the
+        connection came in on.
+        """
+        self._listening = address
+
+    def malformed_url(self, request: IRequest) -> bytes | None:
+        """
+        Answer a request whose path or ``Host`` header is not UTF-8 (which Klein cannot
+        route) with a JSON ``400`` (``malformed_url``), and return the body; ``None``
+        (and nothing done) for any other request. Request-level wrappers may call it
+        before routing.
+        """
+        parts: list[str] = []
+        raw: Any = request
+        try:
+            bytes(raw.getRequestHostname()).decode("utf-8")
+        except UnicodeDecodeError:
+            parts.append("the Host header")
+        segments = [*(raw.prepath or []), *(raw.postpath or [])]
+        try:
+            for segment in segments:
+                bytes(segment).decode("utf-8")
+        except UnicodeDecodeError:
+            parts.append("the path")
+        if not parts:
+            return None
+        return self._respond(
+            request,
+            400,
+            {
+                "error": "malformed_url",
+                "detail": f"{' and '.join(parts)} of the request must be UTF-8 "
+                "(percent-encode UTF-8 bytes only)",
+            },
+        )
 
     def close(self) -> Deferred[None]:
         """Stop feeding the metrics (remove the dispatcher handler)."""
@@ -633,20 +800,21 @@ class HooksAPI:
         if body is None:
             return b""
         _set_header(request, b"content-type", b"application/json; charset=utf-8")
-        return json.dumps(body, separators=(",", ":")).encode("ascii")
+        return json.dumps(_finite(body), separators=(",", ":"), allow_nan=False).encode("ascii")
 
     def _base(self, request: IRequest) -> str:
         if self._base_url is not None:
             return self._base_url
-        secure, address = _origin(request)
-        scheme = "https" if secure else "http"
-        host = (_header(request, b"host") or b"").decode("ascii", "replace")
-        if not _HOST.match(host):
-            host = f"{getattr(address, 'host', 'localhost')}:{getattr(address, 'port', 80)}"
-        return f"{scheme}://{host}"
+        secure, local = _origin(request)
+        address = self._listening
+        if address is None or getattr(address, "host", "") in ("", "0.0.0.0", "::"):
+            address = local
+        return _address_url(address, secure)
 
     def _hook_json(self, request: IRequest, subscriber: Subscriber) -> dict[str, Any]:
         data = subscriber.as_dict()
+        for name in ("max_concurrency", "rate_limit"):
+            data[name] = _effective_limit(name, data[name])
         data["subscription"] = f"{self._base(request)}/hooks/{subscriber.id}/"
         return data
 
@@ -680,7 +848,8 @@ class HooksAPI:
 
     def _body(self, request: IRequest, required: bool = True) -> dict[str, Any] | None:
         length = _header(request, b"content-length")
-        if length is not None and length.strip().isdigit() and int(length) > self._max_body:
+        declared = length.strip().decode("latin-1") if length is not None else ""
+        if _DIGITS.fullmatch(declared) and int(declared) > self._max_body:
             raise self._too_large()
         content = request.content
         raw = content.read(self._max_body + 1) if content is not None else b""
@@ -751,11 +920,14 @@ class HooksAPI:
         if isinstance(error, APIError):
             return self._respond(request, error.status, error.body(), error.headers)
         if isinstance(error, RequestRedirect):
+            # werkzeug builds new_url from the Host header: keep its path and query only.
+            moved = urlsplit(error.new_url)
+            target = self._base(request) + moved.path + (f"?{moved.query}" if moved.query else "")
             return self._respond(
                 request,
                 error.code,
-                {"error": "moved", "detail": f"use {error.new_url}"},
-                [("Location", error.new_url)],
+                {"error": "moved", "detail": f"use {target}"},
+                [("Location", target)],
             )
         if isinstance(error, MethodNotAllowed):
             allowed = ", ".join(sorted(error.valid_methods or ()))
@@ -911,7 +1083,7 @@ class HooksAPI:
         name = _text(body["event"], "event", MAX_NAME_LENGTH)
         sender: object = auth.token.owner
         if "sender" in body:
-            sender = body["sender"]
+            sender = _whole(body["sender"])
             if isinstance(sender, bool) or not isinstance(sender, str | int | type(None)):
                 raise _invalid("sender", "sender must be a string, an integer or null")
             if isinstance(sender, int):
@@ -954,12 +1126,16 @@ class HooksAPI:
         if status is not None and status not in STATUSES:
             raise _invalid("status", f"status must be one of {list(STATUSES)}, got {status!r}")
         since_text = self._query(request, "since")
-        since = _time(since_text, "since") if since_text is not None else None
+        since = _time(since_text, "since", query=True) if since_text is not None else None
         limit_text = self._query(request, "limit")
         limit = DEFAULT_LIMIT
         if limit_text is not None:
-            if not limit_text.isdigit() or not 1 <= int(limit_text) <= MAX_LIMIT:
-                raise _invalid("limit", f"limit must be a whole number from 1 to {MAX_LIMIT}")
+            if not _DIGITS.fullmatch(limit_text) or not 1 <= int(limit_text) <= MAX_LIMIT:
+                raise _invalid(
+                    "limit",
+                    f"limit must be a whole number from 1 to {MAX_LIMIT} in ASCII digits, "
+                    f"got {limit_text!r}",
+                )
             limit = int(limit_text)
         hook = self._query(request, "hook")
         if hook is not None:
@@ -1045,8 +1221,42 @@ class HooksAPI:
 
     @app.route("/openapi.json", methods=["GET"])
     def openapi(self, request: IRequest) -> bytes:
-        """``GET /openapi.json``: the OpenAPI 3.0 description of the API."""
+        """``GET /openapi.json``: the OpenAPI 3.1 description of the API."""
         return self._respond(request, 200, openapi_document(self._base_url))
+
+
+def _address_url(address: object, secure: bool) -> str:
+    """The base URL of a listening address (an IPv4 or IPv6 address with a port)."""
+    scheme = "https" if secure else "http"
+    host = getattr(address, "host", None)
+    port = getattr(address, "port", None)
+    if not isinstance(host, str) or not host:
+        return f"{scheme}://localhost"
+    if ":" in host:
+        host = f"[{host.split('%', 1)[0]}]"
+    if port is None or (scheme, port) in (("http", 80), ("https", 443)):
+        return f"{scheme}://{host}"
+    return f"{scheme}://{host}:{port}"
+
+
+class _Decoded(Resource):
+    """The API's resource, behind a check that the request's path and ``Host`` are UTF-8
+    (Klein answers a plain-text 400 otherwise)."""
+
+    isLeaf = True
+
+    def __init__(self, api: HooksAPI, routed: IResource) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self._api = api
+        self._routed = routed
+
+    def render(self, request: IRequest) -> Any:
+        """Answer a malformed URL; hand every other request to the routes."""
+        refused = self._api.malformed_url(request)
+        if refused is not None:
+            return refused
+        routed: Any = self._routed
+        return routed.render(request)
 
 
 # -- OpenAPI ----------------------------------------------------------------------------------
@@ -1084,11 +1294,37 @@ _AUTH_ERRORS = ("401", "403")
 _BODY_ERRORS = ("400", "413", "415")
 
 _TIME = {
-    "oneOf": [
+    "anyOf": [
         {"type": "number", "description": "seconds since the epoch"},
-        {"type": "string", "format": "date-time", "description": "ISO 8601"},
+        {"type": "string", "format": "date-time", "description": "RFC 3339"},
     ]
 }
+# A stored time: null only when what is stored is not a number.
+_STORED_TIME = {"type": ["string", "null"], "format": "date-time"}
+
+
+def _reserved_headers() -> str:
+    """A pattern matching the engine's own header names, in any case (JSON Schema patterns
+    have no flags)."""
+    spelled = (
+        "".join(f"[{c.upper()}{c}]" if c.isalpha() else c for c in name)
+        for name in sorted(RESERVED_HEADERS)
+    )
+    return "^(" + "|".join(spelled) + ")$"
+
+
+def _nullable(schema: Mapping[str, Any]) -> dict[str, Any]:
+    """``schema`` or ``null`` (OpenAPI 3.1, JSON Schema 2020-12)."""
+    result = dict(schema)
+    result["type"] = [schema["type"], "null"]
+    return result
+
+
+def _range(name: str, kind: str, description: str) -> dict[str, Any]:
+    low, high = limit_range(name)
+    return _nullable({"type": kind, "minimum": low, "maximum": high, "description": description})
+
+
 _HOOK_ID = {
     "name": "id",
     "in": "path",
@@ -1124,26 +1360,37 @@ def _hook_fields() -> dict[str, Any]:
         },
         "content_type": {"type": "string", "enum": sorted(CONTENT_TYPES)},
         "hmac_digest": {"type": "string", "enum": sorted(DIGESTS)},
-        "hmac_secret": {"type": "string", "minLength": 1, "maxLength": _MAX_SECRET},
+        "hmac_secret": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": _MAX_SECRET,
+            **_NO_CONTROLS,
+        },
         "active": {"type": "boolean"},
         "headers": {
             "type": "object",
-            "additionalProperties": {"type": "string", "maxLength": _MAX_HEADER_VALUE},
+            "description": "extra request headers; names other than the engine's own "
+            "(Hook-*, webhook-*, Content-Type, Host...)",
+            "propertyNames": {
+                "maxLength": _MAX_TEXT,
+                "pattern": _HEADER_NAME,
+                "not": {"pattern": _reserved_headers()},
+            },
+            "additionalProperties": {
+                "type": "string",
+                "maxLength": _MAX_HEADER_VALUE,
+                **_NO_CONTROLS,
+            },
             "maxProperties": _MAX_HEADERS,
         },
-        "max_concurrency": {
-            "type": "integer",
-            "minimum": 1,
-            "maximum": _MAX_LIMIT_VALUE,
-            "nullable": True,
-        },
-        "rate_limit": {
-            "type": "number",
-            "exclusiveMinimum": True,
-            "minimum": 0,
-            "maximum": _MAX_LIMIT_VALUE,
-            "nullable": True,
-        },
+        "max_concurrency": _range(
+            "max_concurrency", "integer", "the most attempts under way at once to it"
+        ),
+        "rate_limit": _range(
+            "rate_limit",
+            "number",
+            "the most attempts per second to it; at least one attempt every 1000 s",
+        ),
     }
 
 
@@ -1152,7 +1399,7 @@ def _schemas() -> dict[str, Any]:
     hook_properties = {
         "id": {"type": "string", "format": "uuid"},
         **writable,
-        "user": {"type": "string", "nullable": True},
+        "user": {"type": ["string", "null"]},
         "previous_secrets": {"type": "array", "items": {"type": "string"}},
         "created_at": {"type": "string", "format": "date-time"},
         "updated_at": {"type": "string", "format": "date-time"},
@@ -1163,14 +1410,14 @@ def _schemas() -> dict[str, Any]:
         "event": {"type": "string"},
         "event_id": {"type": "string"},
         "hook": {"type": "string"},
-        "user": {"type": "string", "nullable": True},
+        "user": {"type": ["string", "null"]},
         "url": {"type": "string"},
         "status": {"type": "string", "enum": list(STATUSES)},
         "attempt_count": {"type": "integer"},
-        "created_at": {"type": "string", "format": "date-time"},
-        "next_attempt_at": {"type": "string", "format": "date-time"},
-        "finished_at": {"type": "string", "format": "date-time", "nullable": True},
-        "last_error": {"type": "string", "nullable": True},
+        "created_at": _STORED_TIME,
+        "next_attempt_at": _STORED_TIME,
+        "finished_at": _STORED_TIME,
+        "last_error": {"type": ["string", "null"]},
         "delivery": {"type": "string", "format": "uri"},
     }
     return {
@@ -1204,7 +1451,13 @@ def _schemas() -> dict[str, Any]:
         },
         "Recover": {
             "type": "object",
-            "properties": {"since": _TIME},
+            "properties": {
+                "since": {
+                    "anyOf": [*_TIME["anyOf"], {"type": "null"}],
+                    "description": "revive the dead deliveries made at or after this "
+                    "time; every one when absent or null",
+                }
+            },
             "additionalProperties": False,
         },
         "Recovered": {
@@ -1226,14 +1479,28 @@ def _schemas() -> dict[str, Any]:
                 "sender": {
                     "description": "whose event it is (a subscription receives only its "
                     "owner's events); the token's owner when absent, nobody when null",
-                    "nullable": True,
-                    "oneOf": [{"type": "string", "maxLength": _MAX_TEXT}, {"type": "integer"}],
+                    "anyOf": [
+                        {
+                            "type": "string",
+                            "minLength": 1,
+                            "maxLength": _MAX_TEXT,
+                            **_NO_CONTROLS,
+                        },
+                        {
+                            "type": "integer",
+                            "minimum": -(2**63) + 1,
+                            "maximum": 2**63 - 1,
+                        },
+                        {"type": "null"},
+                    ],
                 },
                 "id": {
-                    "type": "string",
+                    "type": ["string", "null"],
+                    "minLength": 1,
                     "maxLength": _MAX_TEXT,
+                    **_NO_CONTROLS,
                     "description": "the event's id: publishing the same id again delivers "
-                    "nothing (idempotency key)",
+                    "nothing (idempotency key); a new id when absent or null",
                 },
             },
             "additionalProperties": False,
@@ -1257,13 +1524,13 @@ def _schemas() -> dict[str, Any]:
             "type": "object",
             "properties": {
                 "number": {"type": "integer"},
-                "started_at": {"type": "string", "format": "date-time"},
-                "duration": {"type": "number"},
-                "status_code": {"type": "integer", "nullable": True},
-                "error_kind": {"type": "string", "nullable": True},
-                "error_message": {"type": "string", "nullable": True},
+                "started_at": _STORED_TIME,
+                "duration": {"type": ["number", "null"]},
+                "status_code": {"type": ["integer", "null"]},
+                "error_kind": {"type": ["string", "null"]},
+                "error_message": {"type": ["string", "null"]},
                 "response_body": {"type": "string"},
-                "retry_after": {"type": "number", "nullable": True},
+                "retry_after": {"type": ["number", "null"]},
             },
         },
         "DeliveryDetail": {
@@ -1407,8 +1674,9 @@ def _paths() -> dict[str, Any]:
                     {
                         "name": "since",
                         "in": "query",
-                        "description": "created at or after: seconds or ISO 8601",
-                        "schema": {"type": "string"},
+                        "description": "created at or after: seconds since the epoch, or "
+                        "an RFC 3339 date-time",
+                        "schema": _TIME,
                     },
                     {
                         "name": "limit",
@@ -1506,7 +1774,7 @@ def _paths() -> dict[str, Any]:
 
 def openapi_document(base_url: str | None = None) -> dict[str, Any]:
     """
-    The OpenAPI 3.0 description of :class:`HooksAPI`: every route, request body, response
+    The OpenAPI 3.1 description of :class:`HooksAPI`: every route, request body, response
     and the error schema.
 
     :param base_url: the API's public URL, as its one server; ``"/"`` (relative to the
@@ -1515,7 +1783,7 @@ def openapi_document(base_url: str | None = None) -> dict[str, Any]:
     from twisted_hooks import __version__
 
     return {
-        "openapi": "3.0.3",
+        "openapi": "3.1.0",
         "info": {
             "title": "twisted_hooks",
             "version": __version__,
