@@ -292,6 +292,43 @@ def _inner(failure: Failure) -> list[Failure]:
     return found
 
 
+class _DeliveryPool(QuietConnectionPool):
+    """
+    The sender's connection pool, which keeps only connections the receiver promised to
+    keep open.
+
+    Twisted's pool keeps a connection after any answer without ``Connection: close``. An
+    HTTP/1.0 answer without ``Connection: keep-alive`` ends its connection, though (RFC
+    9112, section 9.3): Python's ``http.server`` answers so, and closes. Kept, such a
+    connection would carry the next attempt to that receiver while the receiver's close
+    is on its way, and the attempt would fail (``ConnectionDone``) and wait for its retry.
+    """
+
+    def _putConnection(self, key: Any, connection: Any) -> None:
+        # Called by the connection when its answer has ended, before its parser goes.
+        parser: Any = getattr(connection, "_parser", None)
+        response = getattr(parser, "response", None)
+        if response is not None and not _answer_keeps_connection(
+            response.version, parser.connHeaders
+        ):
+            connection.transport.loseConnection()
+            return
+        super()._putConnection(key, connection)  # type: ignore[no-untyped-call]
+
+
+def _answer_keeps_connection(version: tuple[bytes, int, int], headers: Headers) -> bool:
+    """Whether an answer of this HTTP ``version`` and these connection ``headers`` leaves
+    its connection open for another request."""
+    options = {
+        option.strip().lower()
+        for value in headers.getRawHeaders(b"connection", [])
+        for option in value.split(b",")
+    }
+    if b"close" in options:
+        return False
+    return version[1:] >= (1, 1) or b"keep-alive" in options
+
+
 @implementer(IWebhookSender)
 class HTTPSender:
     """
@@ -350,7 +387,7 @@ class HTTPSender:
             return self._injected  # type: ignore[no-any-return]
         client = self._clients.get((policy, keepalive))
         if client is None:
-            pool = QuietConnectionPool(self._clock, persistent=keepalive)
+            pool = _DeliveryPool(self._clock, persistent=keepalive)
             pool.maxPersistentPerHost = self.max_per_host
             pool.cachedConnectionTimeout = int(self._idle_timeout)
             pool.retryAutomatically = False
