@@ -323,6 +323,13 @@ def _isotime(seconds: object) -> str | None:
     return moment.isoformat().replace("+00:00", "Z")
 
 
+def _sortable(seconds: object) -> float:
+    """A stored time as a number to sort by: what is not a number sorts first."""
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds != seconds:
+        return -math.inf
+    return float(min(max(seconds, _EARLIEST), _LATEST))
+
+
 def _finite(value: object) -> object:
     """``value`` with every non-finite float (which JSON cannot carry) replaced by ``None``."""
     if isinstance(value, float):
@@ -1153,7 +1160,7 @@ class HooksAPI:
         found: list[Delivery] = []
         for subscriber_id in hooks:
             found.extend(await self._hooks.deliveries.list(status, subscriber_id, limit, since))
-        found.sort(key=lambda d: d.created_at, reverse=True)
+        found.sort(key=lambda d: _sortable(d.created_at), reverse=True)
         visible = [d for d in found if auth.sees(d.subscriber.owner)][:limit]
         return self._respond(request, 200, [self._delivery_json(request, d) for d in visible])
 

@@ -284,6 +284,9 @@ class HooksService(MultiService):
     :ivar store: the open store, once started.
     :ivar hooks: the webhook application, once started.
     :ivar port: the API's listening port, once listening.
+    :ivar api: the HTTP API (:class:`~twisted_hooks.service.api.HooksAPI`), once started;
+        told the address it listens on, which starts the URLs of its answers when
+        ``[hooks] base_url`` is not set.
 
     Wait for the start with :meth:`when_started`.
     """
@@ -306,6 +309,7 @@ class HooksService(MultiService):
         self.store: Store | None = None
         self.hooks: Hooks | None = None
         self.port: IListeningPort | None = None
+        self.api: Any = None
         self.listeners: LoadedListeners | None = None
         self._start_outcome: Failure | bool | None = False  # False: not known yet
         self._start_waiters: list[Deferred[None]] = []
@@ -356,6 +360,7 @@ class HooksService(MultiService):
             await _stop_listening(port)
             return
         self.port = port
+        self.api.listening_on(port.getHost())
 
     def _load_listeners(self, hooks: Hooks) -> LoadedListeners:
         return load_listeners(self.config, hooks.dispatcher, self.registry, self._reactor)
@@ -366,7 +371,10 @@ class HooksService(MultiService):
         from twisted_hooks.service.api import HooksAPI
 
         limit = self.config.max_request_body
-        api = HooksAPI(hooks, store, self._reactor, max_request_body=limit)
+        api = HooksAPI(
+            hooks, store, self._reactor, max_request_body=limit, base_url=self.config.base_url
+        )
+        self.api = api
         # Refuses oversized and unauthenticated bodies before reading them; the API checks
         # both again.
         return LimitedSite(

@@ -117,7 +117,19 @@ def _epoch(moment: datetime.datetime) -> float:
     return moment.timestamp()
 
 
+#: The seconds since the epoch datetime can hold: 0001-01-01T00:00:00Z to
+#: 9999-12-31T23:59:59Z.
+_EARLIEST, _LATEST = -62_135_596_800, 253_402_300_799
+
+
 def _moment(seconds: float) -> datetime.datetime:
+    # A stored time datetime cannot hold (a row written by hand, or by a bug: 1e300,
+    # infinity) is read as the nearest it can, one that is not a number as the epoch, so
+    # that the row can still be listed rather than fail every read.
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds != seconds:
+        seconds = 0
+    if not _EARLIEST <= seconds <= _LATEST:
+        seconds = min(max(seconds, _EARLIEST), _LATEST)
     return datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc)
 
 
