@@ -429,12 +429,21 @@ PROGRAMS = [
 SERVICE_FILES = ["twisted_hooks.ini", "tally_listener.py", "quickstart_service.py"]
 
 
+def self_checking_programs() -> list[str]:
+    """The other programs of doc/examples/: each checks itself (its tests, say) and says
+    so with its exit status."""
+    known = {script for script, _, _ in PROGRAMS} | set(SERVICE_FILES)
+    return sorted(path.name for path in EXAMPLES.glob("*.py") if path.name not in known)
+
+
 def test_every_example_is_run_by_the_suite() -> None:
-    """Every file of doc/examples/ is run below, as a program or by the service: a new
-    example cannot be left out."""
+    """Every file of doc/examples/ is run below: a program listed with its page, a file
+    the service runs, or any other Python program, run for its exit status. A new file of
+    another kind cannot be left out, and the lists name only files that exist."""
     present = {path.name for path in EXAMPLES.iterdir() if path.is_file()}
-    covered = {script for script, _, _ in PROGRAMS} | set(SERVICE_FILES)
-    assert present == covered
+    listed = {script for script, _, _ in PROGRAMS} | set(SERVICE_FILES)
+    assert listed <= present, f"listed but missing: {sorted(listed - present)}"
+    assert present <= listed | set(self_checking_programs()), sorted(present - listed)
 
 
 def copy_example(name: str, directory: Path) -> Path:
@@ -463,6 +472,22 @@ def test_example_prints_what_its_page_says(
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout == printed_block(page, block)
+
+
+def test_self_checking_examples_succeed(venv: Venv, tmp_path: Path) -> None:
+    """Every other program of doc/examples/, saved alone in an empty directory and run with
+    the installed wheel's Python, exits with status 0."""
+    for script in self_checking_programs():
+        copy = copy_example(script, tmp_path)
+        result = subprocess.run(
+            [venv.python, str(copy)],
+            cwd=tmp_path,
+            env=clean_environment(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert result.returncode == 0, f"{script}:\n{result.stdout}\n{result.stderr}"
 
 
 def quickstart_commands() -> list[str]:
