@@ -423,6 +423,7 @@ PROGRAMS = [
     ("webhooks_twisted.py", "webhooks", 0),
     ("webhooks_blocking.py", "webhooks", 1),
     ("durable_sqlite.py", "stores", 0),
+    ("testing_webhooks.py", "testing", 0),
 ]
 #: The files of doc/examples/ the service runs rather than Python: a configuration file,
 #: a listener module, and a client that needs a running service.
