@@ -2,10 +2,10 @@
 Unit tests for the webhook application :class:`twisted_hooks.webhooks.app.Hooks`, Thorn's
 :class:`~twisted_hooks.webhooks.events.Event` and event buffering.
 
-Hooks runs on a :class:`~twisted.internet.task.Clock` with a :class:`FakeSender` that
-implements :class:`~twisted_hooks.interfaces.IWebhookSender`: it answers each attempt as
-the test scripted it for the subscriber's URL, at once or through a Deferred the test
-fires by hand. Nothing touches the network.
+Hooks runs on a :class:`~twisted.internet.task.Clock` with the
+:class:`~twisted_hooks.testing.FakeSender` of :mod:`twisted_hooks.testing`: it answers each
+attempt as the test queued it for the subscriber's URL, at once or through a Deferred the
+test fires by hand (``HOLD``). Nothing touches the network.
 """
 
 from __future__ import annotations
@@ -22,11 +22,9 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
-from zope.interface import implementer
-from zope.interface.verify import verifyObject
 
 from twisted_hooks.dispatcher import EventDispatcher
-from twisted_hooks.interfaces import IHealthStore, IWebhookSender
+from twisted_hooks.testing import HOLD, FakeSender, MemoryHealthStore, Outcome
 from twisted_hooks.webhooks.app import (
     KEYWORDS,
     Hooks,
@@ -75,72 +73,16 @@ FORM_URL = "https://form.example.com/hook"
 #: One retry, 10 s after the first failure, no jitter.
 ONE_RETRY = RetryPolicy(delays=(10.0,), jitter=0.0)
 
-OK: dict[str, Any] = {"status_code": 200}
-ERROR: dict[str, Any] = {
-    "status_code": 500,
-    "error_kind": ErrorKind.STATUS,
-    "error_message": "500 Internal Server Error",
-}
-GONE: dict[str, Any] = {
-    "status_code": 410,
-    "error_kind": ErrorKind.GONE,
-    "error_message": "410 Gone",
-}
-TIMEOUT: dict[str, Any] = {
-    "error_kind": ErrorKind.TIMEOUT,
-    "error_message": "no answer within 10 s",
-}
-#: The FakeSender returns an unfired Deferred, fired with ``FakeSender.finish``.
-HOLD: dict[str, Any] = {"hold": True}
-
-
-@implementer(IWebhookSender)
-class FakeSender:
-    """
-    An IWebhookSender answering each attempt with the next outcome scripted for the
-    subscriber's URL (``OK`` when none is), and noting every call.
-    """
-
-    def __init__(self, clock: Clock) -> None:
-        self.clock = clock
-        self.calls: list[tuple[Delivery, Subscriber]] = []
-        self.script: dict[str, list[dict[str, Any]]] = {}
-        self.held: list[tuple[Delivery, Deferred[Attempt]]] = []
-        self.closed = 0
-
-    def attempt(self, delivery: Delivery, subscriber: Subscriber) -> Deferred[Attempt]:
-        self.calls.append((delivery, subscriber))
-        script = self.script.get(subscriber.url)
-        outcome = script.pop(0) if script else OK
-        if outcome is HOLD:
-            held: Deferred[Attempt] = Deferred()
-            self.held.append((delivery, held))
-            return held
-        return succeed(self.make(delivery, outcome))
-
-    def make(self, delivery: Delivery, fields: dict[str, Any]) -> Attempt:
-        """The next attempt of ``delivery``, with ``fields``."""
-        return Attempt(
-            delivery_id=delivery.id,
-            number=delivery.attempts + 1,
-            started_at=self.clock.seconds(),
-            duration=0.01,
-            **fields,
-        )
-
-    def finish(self, fields: dict[str, Any] = OK) -> None:
-        """Fire the oldest held attempt with ``fields``."""
-        delivery, held = self.held.pop(0)
-        held.callback(self.make(delivery, fields))
-
-    def urls(self) -> list[str]:
-        """The subscriber URLs attempted, in order."""
-        return [subscriber.url for _, subscriber in self.calls]
-
-    def close(self) -> Deferred[None]:
-        """Count closes (the application closes its sender when it stops)."""
-        self.closed += 1
-        return succeed(None)
+OK = Outcome()
+ERROR = Outcome(
+    status_code=500,
+    error_kind=ErrorKind.STATUS,
+    error_message="500 Internal Server Error",
+)
+GONE = Outcome(status_code=410, error_kind=ErrorKind.GONE, error_message="410 Gone")
+TIMEOUT = Outcome(
+    status_code=None, error_kind=ErrorKind.TIMEOUT, error_message="no answer within 10 s"
+)
 
 
 class RecordingHTTPSender(HTTPSender):
@@ -233,14 +175,6 @@ class AppTestCase(SynchronousTestCase):
         return seen
 
 
-class FakeSenderTests(SynchronousTestCase):
-    """The fake is a fair stand-in."""
-
-    def test_provides_interface(self) -> None:
-        """FakeSender provides IWebhookSender."""
-        self.assertTrue(verifyObject(IWebhookSender, FakeSender(Clock())))
-
-
 class LifecycleTests(AppTestCase):
     """Starting and stopping."""
 
@@ -271,7 +205,7 @@ class LifecycleTests(AppTestCase):
         sender."""
         hooks = self.hooks()
         self.subscribe(hooks, "order.created")
-        self.sender.script[URL] = [HOLD]
+        self.sender.queue(URL, HOLD)
         (delivery,) = self.send(hooks, "order.created").deliveries
         stopped = hooks.stopService()
         self.assertNoResult(stopped)
@@ -289,7 +223,7 @@ class LifecycleTests(AppTestCase):
         attempted."""
         hooks = self.hooks()
         self.subscribe(hooks, "order.created")
-        self.sender.script[URL] = [ERROR]
+        self.sender.queue(URL, ERROR)
         (delivery,) = self.send(hooks, "order.created").deliveries
         self.successResultOf(hooks.stopService())
         self.clock.advance(100.0)
@@ -313,7 +247,9 @@ class SendTests(AppTestCase):
         subscriber, sharing the event's id, each in its subscriber's content type; the
         body of a content type is encoded once."""
         hooks = self.hooks()
-        self.sender.script = {URL: [HOLD], OTHER_URL: [HOLD], FORM_URL: [HOLD]}
+        self.sender.queue(URL, HOLD)
+        self.sender.queue(OTHER_URL, HOLD)
+        self.sender.queue(FORM_URL, HOLD)
         json_a = self.subscribe(hooks, "order.created", URL)
         json_b = self.subscribe(hooks, "order.*", OTHER_URL)
         form = self.subscribe(hooks, "*", FORM_URL, content_type=FORM)
@@ -514,7 +450,8 @@ class SendTests(AppTestCase):
         self.assertIsNone(self.successResultOf(hooks.drain()))
         self.subscribe(hooks, "order.created", URL)
         self.subscribe(hooks, "order.created", OTHER_URL)
-        self.sender.script = {URL: [HOLD], OTHER_URL: [ERROR, ERROR]}
+        self.sender.queue(URL, HOLD)
+        self.sender.queue(OTHER_URL, ERROR, ERROR)
         self.send(hooks, "order.created")
         drained = hooks.drain()
         self.assertEqual(hooks.unfinished, 2)
@@ -680,7 +617,7 @@ class EventTests(AppTestCase):
         delivery is dead after retry_max retries."""
         hooks = self.hooks()
         self.subscribe(hooks, "order.created")
-        self.sender.script[URL] = [ERROR] * 3
+        self.sender.queue(URL, *[ERROR] * 3)
         event = Event("order.created", retry_max=2, retry_delay=5.0, app=hooks)
         (delivery,) = self.successResultOf(event.send({})).deliveries
         self.clock.advance(5.0)
@@ -694,7 +631,7 @@ class EventTests(AppTestCase):
         """retry=False: one failed attempt and the delivery is dead."""
         hooks = self.hooks()
         self.subscribe(hooks, "order.created")
-        self.sender.script[URL] = [ERROR]
+        self.sender.queue(URL, ERROR)
         event = Event("order.created", retry=False, app=hooks)
         (delivery,) = self.successResultOf(event.send({})).deliveries
         stored = self.stored(hooks, delivery.id)
@@ -886,7 +823,7 @@ class CallbackTests(AppTestCase):
         error), then on_success after the retry that succeeds."""
         hooks = self.hooks()
         self.subscribe(hooks, "order.created")
-        self.sender.script[URL] = [ERROR]
+        self.sender.queue(URL, ERROR)
         self.send_with_callbacks(hooks)
         ((kind, request, exc),) = self.calls
         self.assertEqual((kind, request.status_code), ("error", 500))
@@ -902,9 +839,7 @@ class CallbackTests(AppTestCase):
         hooks = self.hooks()
         self.subscribe(hooks, "order.created")
         boom = ConnectionRefusedError("refused")
-        self.sender.script[URL] = [
-            {"error_kind": ErrorKind.CONNECTION, "error_message": "refused", "exception": boom}
-        ]
+        self.sender.queue(URL, Outcome.error(ErrorKind.CONNECTION, "refused", boom))
         self.send_with_callbacks(hooks)
         self.assertIs(self.calls[0][2], boom)
         self.assertIsNone(self.calls[0][1].status_code)
@@ -913,7 +848,7 @@ class CallbackTests(AppTestCase):
         """A timed-out attempt calls on_timeout, not on_error."""
         hooks = self.hooks()
         self.subscribe(hooks, "order.created")
-        self.sender.script[URL] = [TIMEOUT]
+        self.sender.queue(URL, TIMEOUT)
         self.send_with_callbacks(hooks)
         ((kind, request, exc),) = self.calls
         self.assertEqual(kind, "timeout")
@@ -924,7 +859,7 @@ class CallbackTests(AppTestCase):
         """Without on_timeout, a timed-out attempt calls on_error."""
         hooks = self.hooks()
         self.subscribe(hooks, "order.created")
-        self.sender.script[URL] = [TIMEOUT]
+        self.sender.queue(URL, TIMEOUT)
         self.send_with_callbacks(hooks, on_timeout=None)
         self.assertEqual([c[0] for c in self.calls], ["error"])
 
@@ -963,7 +898,7 @@ class FailureEventTests(AppTestCase):
         disabled = self.operational(hooks, "webhook.endpoint.disabled")
         dead = self.operational(hooks, "webhook.delivery.dead")
         failed = self.operational(hooks, "webhook.delivery.failed")
-        self.sender.script[URL] = [GONE]
+        self.sender.queue(URL, GONE)
         result = self.send(hooks, "order.created")
         to_gone = next(d for d in result.deliveries if d.subscriber.id == gone.id)
         self.assertFalse(self.successResultOf(hooks.subscribers.get(gone.id)).active)
@@ -987,7 +922,7 @@ class FailureEventTests(AppTestCase):
         """A 410 from a static subscriber deactivates it among the static subscribers."""
         hooks = self.hooks(static_subscribers={"order.created": URL})
         disabled = self.operational(hooks, "webhook.endpoint.disabled")
-        self.sender.script[URL] = [GONE]
+        self.sender.queue(URL, GONE)
         self.send(hooks, "order.created")
         (subscriber,) = self.successResultOf(hooks.static_subscribers())
         self.assertFalse(subscriber.active)
@@ -1000,7 +935,7 @@ class FailureEventTests(AppTestCase):
         hooks = self.hooks()
         disabled = self.operational(hooks, "webhook.endpoint.disabled")
         dead = self.operational(hooks, "webhook.delivery.dead")
-        self.sender.script[URL] = [GONE]
+        self.sender.queue(URL, GONE)
         event = Event("order.created", subscribers=URL, app=hooks)
         (delivery,) = self.successResultOf(event.send({})).deliveries
         self.assertEqual(self.stored(hooks, delivery.id).status, DEAD)
@@ -1015,7 +950,7 @@ class FailureEventTests(AppTestCase):
         self.subscribe(hooks, "order.created")
         failed = self.operational(hooks, "webhook.delivery.failed")
         dead = self.operational(hooks, "webhook.delivery.dead")
-        self.sender.script[URL] = [ERROR, ERROR]
+        self.sender.queue(URL, ERROR, ERROR)
         (delivery,) = self.send(hooks, "order.created").deliveries
         self.assertEqual([e.attempt.number for e in failed], [1])
         self.assertEqual(dead, [])
@@ -1037,7 +972,7 @@ class FailureEventTests(AppTestCase):
         SUBSCRIBER at that retry, without an HTTP attempt."""
         hooks = self.hooks()
         subscriber = self.subscribe(hooks, "order.created")
-        self.sender.script[URL] = [ERROR]
+        self.sender.queue(URL, ERROR)
         (delivery,) = self.send(hooks, "order.created").deliveries
         self.successResultOf(hooks.unsubscribe(subscriber.id))
         self.clock.advance(10.0)
@@ -1053,7 +988,7 @@ class FailureEventTests(AppTestCase):
         """A subscriber deactivated before a retry ends the delivery dead too."""
         hooks = self.hooks()
         subscriber = self.subscribe(hooks, "order.created")
-        self.sender.script[URL] = [ERROR]
+        self.sender.queue(URL, ERROR)
         (delivery,) = self.send(hooks, "order.created").deliveries
         self.successResultOf(hooks.subscribers.deactivate(subscriber.id))
         self.clock.advance(10.0)
@@ -1066,7 +1001,7 @@ class FailureEventTests(AppTestCase):
         URL."""
         hooks = self.hooks()
         subscriber = self.subscribe(hooks, "order.created")
-        self.sender.script[URL] = [ERROR]
+        self.sender.queue(URL, ERROR)
         self.send(hooks, "order.created")
         moved = attrs.evolve(subscriber, url=OTHER_URL)
         self.successResultOf(hooks.subscribers.update(moved))
@@ -1308,23 +1243,6 @@ class CountingDeliveryStore(MemoryDeliveryStore):
         return super().record(updates)
 
 
-@implementer(IHealthStore)
-class FakeHealthStore:
-    """An IHealthStore in a dict."""
-
-    def __init__(self, records: Sequence[EndpointHealth] = ()) -> None:
-        self.records = {r.subscriber_id: r for r in records}
-        self.saves = 0
-
-    def load_health(self) -> Deferred[Sequence[EndpointHealth]]:
-        return succeed(list(self.records.values()))
-
-    def save_health(self, records: Sequence[EndpointHealth]) -> Deferred[None]:
-        self.saves += 1
-        self.records.update((r.subscriber_id, r) for r in records)
-        return succeed(None)
-
-
 class EndpointLimitTests(AppTestCase):
     """Per-endpoint limits, end to end."""
 
@@ -1334,7 +1252,7 @@ class EndpointLimitTests(AppTestCase):
         end delivered with one attempt each."""
         hooks = self.hooks()
         self.subscribe(hooks, "order.created", max_concurrency=2)
-        self.sender.script[URL] = [HOLD] * 5
+        self.sender.queue(URL, *[HOLD] * 5)
         ids = [self.send(hooks, "order.created").deliveries[0].id for _ in range(5)]
         self.assertEqual(len(self.sender.held), 2)
         self.assertEqual([self.stored(hooks, i).status for i in ids[2:]], [PENDING] * 3)
@@ -1397,7 +1315,7 @@ class CircuitBreakerTests(AppTestCase):
         opened = self.operational(hooks, "webhook.endpoint.opened")
         recovered = self.operational(hooks, "webhook.endpoint.recovered")
         failed = self.operational(hooks, "webhook.delivery.failed")
-        self.sender.script[URL] = [ERROR, ERROR, HOLD]
+        self.sender.queue(URL, ERROR, ERROR, HOLD)
         (first,) = self.send(hooks, "order.created").deliveries
         self.clock.advance(1.0)
         (event,) = opened
@@ -1430,7 +1348,7 @@ class CircuitBreakerTests(AppTestCase):
         """An open circuit stored in the health store is honoured after a restart, and the
         health is saved when the application stops."""
         subscriber = Subscriber(event="order.created", url=URL)
-        store = FakeHealthStore(
+        store = MemoryHealthStore(
             [
                 EndpointHealth(
                     subscriber.id, 5, 990.0, 999.0, OPEN, opened_at=999.0, updated_at=999.0
@@ -1448,7 +1366,7 @@ class CircuitBreakerTests(AppTestCase):
         self.assertEqual(
             store.records[subscriber.id], EndpointHealth(subscriber.id, updated_at=1030.0)
         )
-        self.assertGreaterEqual(store.saves, 1)
+        self.assertGreaterEqual(len(store.saves), 1)
 
 
 class AutoDisableTests(AppTestCase):
@@ -1469,7 +1387,7 @@ class AutoDisableTests(AppTestCase):
         subscriber = self.subscribe(hooks, "order.created")
         disabled = self.operational(hooks, "webhook.endpoint.disabled")
         dead = self.operational(hooks, "webhook.delivery.dead")
-        self.sender.script[URL] = [ERROR] * 10
+        self.sender.queue(URL, *[ERROR] * 10)
         (first,) = self.send(hooks, "order.created").deliveries
         self.clock.advance(5.0)
         (second,) = self.send(hooks, "order.created").deliveries
@@ -1500,7 +1418,7 @@ class IdempotentSendTests(AppTestCase):
         attempt, nothing unfinished."""
         hooks = self.hooks()
         self.subscribe(hooks, "order.created")
-        self.sender.script[URL] = [HOLD]
+        self.sender.queue(URL, HOLD)
         first = self.send(hooks, "order.created", event_id="evt-1")
         self.assertFalse(first.duplicate)
         self.assertEqual(len(first.deliveries), 1)
@@ -1598,7 +1516,7 @@ class ReplayTests(AppTestCase):
 
     def dead(self, hooks: Hooks, url: str = URL) -> Delivery:
         """A delivery that died after its two attempts (500, 500)."""
-        self.sender.script[url] = [{"status_code": 500, "error_kind": "status"}] * 2
+        self.sender.queue(url, *[Outcome(status_code=500, error_kind="status")] * 2)
         sent = self.send(hooks, "order.created").deliveries
         (delivery,) = [d for d in sent if d.subscriber.url == url]
         self.clock.advance(10.0)
@@ -1635,14 +1553,14 @@ class ReplayTests(AppTestCase):
         hooks = self.hooks()
         subscriber = self.subscribe(hooks, "order.*")
         other = self.subscribe(hooks, "order.*", "https://other.example/hook")
-        self.sender.script["https://other.example/hook"] = [
-            {"status_code": 500, "error_kind": "status"}
-        ] * 2
+        self.sender.queue(
+            "https://other.example/hook", *[Outcome(status_code=500, error_kind="status")] * 2
+        )
         old = self.dead(hooks)
         since = self.clock.seconds()
-        self.sender.script["https://other.example/hook"] = [
-            {"status_code": 500, "error_kind": "status"}
-        ] * 2
+        self.sender.queue(
+            "https://other.example/hook", *[Outcome(status_code=500, error_kind="status")] * 2
+        )
         new = self.dead(hooks)
         self.assertEqual(self.successResultOf(hooks.recover(subscriber.id, since)), 1)
         self.assertEqual(self.stored(hooks, new.id).status, DELIVERED)
@@ -1656,7 +1574,7 @@ class ReplayTests(AppTestCase):
         endpoint's health; the dead delivery can then be recovered."""
         hooks = self.hooks()
         subscriber = self.subscribe(hooks, "order.*")
-        self.sender.script[URL] = [{"status_code": 410, "error_kind": "gone"}]
+        self.sender.queue(URL, Outcome(status_code=410, error_kind="gone"))
         (gone,) = self.send(hooks, "order.created").deliveries
         self.assertFalse(self.successResultOf(hooks.subscribers.get(subscriber.id)).active)
         self.assertEqual(self.send(hooks, "order.created").deliveries, ())
@@ -1684,7 +1602,7 @@ class RetentionTests(AppTestCase):
         hooks = self.hooks(settings=settings)
         self.subscribe(hooks, "order.*")
         (old,) = self.send(hooks, "order.created", event_id="event-1").deliveries
-        self.sender.script[URL] = [{"status_code": 500, "error_kind": "status"}]
+        self.sender.queue(URL, Outcome(status_code=500, error_kind="status"))
         (dead,) = self.send(hooks, "order.created").deliveries
         self.clock.advance(200.0)
         (recent,) = self.send(hooks, "order.created").deliveries
@@ -1739,13 +1657,13 @@ class DrainTests(AppTestCase):
         store = MemoryDeliveryStore()
         earlier = self.hooks(deliveries=store)
         self.subscribe(earlier, "order.*")
-        self.sender.script[URL] = [{"status_code": 500, "error_kind": "status"}]
+        self.sender.queue(URL, Outcome(status_code=500, error_kind="status"))
         (leftover,) = self.send(earlier, "order.created").deliveries
         earlier.stopService()
         later = self.hooks(deliveries=store, subscribers=earlier.subscribers)
         # Own first attempt fails; then the leftover's retry succeeds while own's retry
         # is held open.
-        self.sender.script[URL] = [{"status_code": 500, "error_kind": "status"}, OK, HOLD]
+        self.sender.queue(URL, Outcome(status_code=500, error_kind="status"), OK, HOLD)
         (own,) = self.send(later, "order.created").deliveries
         drained = later.drain()
         self.assertEqual(later.unfinished, 1)
@@ -1760,7 +1678,7 @@ class DrainTests(AppTestCase):
         """A delivery revived by retry is waited for."""
         hooks = self.hooks(settings=Settings(retry=RetryPolicy(delays=()), record_delay=0.0))
         self.subscribe(hooks, "order.*")
-        self.sender.script[URL] = [{"status_code": 500, "error_kind": "status"}, HOLD]
+        self.sender.queue(URL, Outcome(status_code=500, error_kind="status"), HOLD)
         (delivery,) = self.send(hooks, "order.created").deliveries
         self.successResultOf(hooks.drain())
         self.successResultOf(hooks.retry(delivery.id))
@@ -1808,11 +1726,11 @@ class StaleViewTests(AppTestCase):
         store = StaleViewStore()
         hooks = self.hooks(subscribers=store)
         subscriber = self.subscribe(hooks, "order.*")
-        self.sender.script[URL] = [HOLD]
+        self.sender.queue(URL, HOLD)
         (first,) = self.send(hooks, "order.created").deliveries
-        self.sender.script[URL] = [{"status_code": 500, "error_kind": "status"}]
+        self.sender.queue(URL, Outcome(status_code=500, error_kind="status"))
         self.successResultOf(hooks.unsubscribe(subscriber.id))
-        self.sender.finish({"status_code": 500, "error_kind": "status"})
+        self.sender.finish(Outcome(status_code=500, error_kind="status"))
         self.clock.advance(10.0)
         stored = self.stored(hooks, first.id)
         self.assertEqual(stored.status, DEAD)
@@ -1827,7 +1745,7 @@ class HostSlotTests(AppTestCase):
         slot frees, then is attempted without being given back."""
         hooks = self.hooks(settings=Settings(record_delay=0.0, max_per_host=2))
         self.subscribe(hooks, "order.*")
-        self.sender.script[URL] = [HOLD, HOLD, HOLD]
+        self.sender.queue(URL, HOLD, HOLD, HOLD)
         sent = [self.send(hooks, "order.created").deliveries[0] for _ in range(3)]
         self.assertEqual(len(self.sender.calls), 2)
         self.sender.finish()
@@ -1849,7 +1767,7 @@ class HostSlotTests(AppTestCase):
         )
         hooks = self.hooks(settings=settings)
         self.subscribe(hooks, "order.*")
-        self.sender.script[URL] = [HOLD]
+        self.sender.queue(URL, HOLD)
         first = self.send(hooks, "order.created").deliveries[0]
         waiting = self.send(hooks, "order.created").deliveries[0]
         self.assertEqual(len(self.sender.calls), 1)
