@@ -1,7 +1,8 @@
 """
 Unit tests for :mod:`twisted_hooks.webhooks.health`: the per-endpoint gate (concurrency
 caps, token-bucket rate limits, circuit breakers), automatic disabling and the persistence
-of health records through a fake :class:`~twisted_hooks.interfaces.IHealthStore`.
+of health records through :class:`~twisted_hooks.testing.MemoryHealthStore`, the
+:class:`~twisted_hooks.interfaces.IHealthStore` of :mod:`twisted_hooks.testing`.
 
 Time is a :class:`~twisted.internet.task.Clock`; ``admit`` and ``observe`` are given its
 time explicitly.
@@ -9,17 +10,13 @@ time explicitly.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import attrs
-from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
-from zope.interface import implementer
-from zope.interface.verify import verifyObject
 
-from twisted_hooks.interfaces import IHealthStore
+from twisted_hooks.testing import MemoryHealthStore
 from twisted_hooks.webhooks.delivery import Attempt, ErrorKind
 from twisted_hooks.webhooks.health import (
     CLOSED,
@@ -45,38 +42,6 @@ def failure(kind: str = ErrorKind.STATUS, message: str = "500 Internal Server Er
 SUCCESS = Attempt("d", 1, 0.0, 0.0, status_code=200)
 
 
-@implementer(IHealthStore)
-class FakeHealthStore:
-    """An IHealthStore in a dict, noting every save call; loads and saves can be made to
-    fail or to wait for the test."""
-
-    def __init__(self, records: Sequence[EndpointHealth] = ()) -> None:
-        self.records = {r.subscriber_id: r for r in records}
-        self.saves: list[list[EndpointHealth]] = []
-        self.fail_load = False
-        self.fail_saves = 0
-        self.hold_saves = False
-        self.held: list[Deferred[None]] = []
-
-    def load_health(self) -> Deferred[Sequence[EndpointHealth]]:
-        if self.fail_load:
-            return fail(ConnectionError("database went away"))
-        return succeed(list(self.records.values()))
-
-    def save_health(self, records: Sequence[EndpointHealth]) -> Deferred[None]:
-        self.saves.append(list(records))
-        if self.fail_saves:
-            self.fail_saves -= 1
-            return fail(ConnectionError("database went away"))
-        for record in records:
-            self.records[record.subscriber_id] = record
-        if self.hold_saves:
-            held: Deferred[None] = Deferred()
-            self.held.append(held)
-            return held
-        return succeed(None)
-
-
 class HealthTestCase(SynchronousTestCase):
     """A tracker on a Clock, with the default thresholds unless a test says otherwise."""
 
@@ -84,7 +49,7 @@ class HealthTestCase(SynchronousTestCase):
         self.clock = Clock()
 
     def tracker(
-        self, store: FakeHealthStore | None = None, **kwargs: Any
+        self, store: MemoryHealthStore | None = None, **kwargs: Any
     ) -> EndpointHealthTracker:
         """A started tracker (stopped at cleanup)."""
         tracker = EndpointHealthTracker(self.clock, store, **kwargs)
@@ -101,14 +66,6 @@ class HealthTestCase(SynchronousTestCase):
             events += tracker.observe(ENDPOINT, failure(**fields), self.clock.seconds())
             self.clock.advance(every)
         return events
-
-
-class FakeStoreTests(SynchronousTestCase):
-    """The fake is a fair stand-in."""
-
-    def test_provides_interface(self) -> None:
-        """FakeHealthStore provides IHealthStore."""
-        self.assertTrue(verifyObject(IHealthStore, FakeHealthStore()))
 
 
 class ConstructionTests(HealthTestCase):
@@ -434,7 +391,7 @@ class PersistenceTests(HealthTestCase):
             ENDPOINT.id, 5, 0.0, 4.0, OPEN, opened_at=10.0, updated_at=10.0
         )
         disabled = EndpointHealth("other", 50, 0.0, 90_000.0, disabled_since=90_000.0)
-        tracker = self.tracker(FakeHealthStore([open_record, disabled]))
+        tracker = self.tracker(MemoryHealthStore([open_record, disabled]))
         self.assertEqual(tracker.health(ENDPOINT.id), open_record)
         self.assertEqual(tracker.admit(ENDPOINT, 20.0), 40.0)
         self.assertEqual(tracker.health("other").disabled_since, 90_000.0)
@@ -445,7 +402,7 @@ class PersistenceTests(HealthTestCase):
     def test_live_state_wins_over_late_load(self) -> None:
         """A record loaded after the endpoint already changed here does not overwrite the
         live state; one for an endpoint only admitted so far does."""
-        store = FakeHealthStore()
+        store = MemoryHealthStore()
         tracker = EndpointHealthTracker(self.clock, store)
         self.fail_times(tracker, 1)
         other = attrs.evolve(ENDPOINT, id="00000000-0000-0000-0000-000000000002")
@@ -462,7 +419,7 @@ class PersistenceTests(HealthTestCase):
 
     def test_load_failure_logged(self) -> None:
         """A load that fails is logged; every endpoint starts healthy."""
-        store = FakeHealthStore()
+        store = MemoryHealthStore()
         store.fail_load = True
         tracker = self.tracker(store)
         self.assertEqual(len(self.flushLoggedErrors(ConnectionError)), 1)
@@ -471,7 +428,7 @@ class PersistenceTests(HealthTestCase):
     def test_saves_batched(self) -> None:
         """Changes are saved save_delay after the first one, every changed record in one
         call with its latest state; a healthy success saves nothing."""
-        store = FakeHealthStore()
+        store = MemoryHealthStore()
         tracker = self.tracker(store, save_delay=1.0)
         other = attrs.evolve(ENDPOINT, id="00000000-0000-0000-0000-000000000002")
         tracker.observe(other, SUCCESS, 0.0)
@@ -490,7 +447,7 @@ class PersistenceTests(HealthTestCase):
 
     def test_save_failure_retried(self) -> None:
         """A failing save is logged and its records are written with the next save."""
-        store = FakeHealthStore()
+        store = MemoryHealthStore()
         store.fail_saves = 1
         tracker = self.tracker(store, save_delay=1.0)
         self.fail_times(tracker, 1)
@@ -504,7 +461,7 @@ class PersistenceTests(HealthTestCase):
     def test_one_save_at_a_time(self) -> None:
         """save() while a save is under way waits for it, then writes what changed
         meanwhile."""
-        store = FakeHealthStore()
+        store = MemoryHealthStore()
         store.hold_saves = True
         tracker = self.tracker(store, save_delay=1.0)
         self.fail_times(tracker, 1)
@@ -522,7 +479,7 @@ class PersistenceTests(HealthTestCase):
     def test_stop_saves(self) -> None:
         """stopService writes the unsaved changes at once and fires when they are
         written; without a store it fires at once."""
-        store = FakeHealthStore()
+        store = MemoryHealthStore()
         tracker = self.tracker(store, save_delay=60.0)
         self.fail_times(tracker, 2)
         self.assertIsNone(self.successResultOf(tracker.stopService()))

@@ -3,8 +3,8 @@ Unit tests for :mod:`twisted_hooks.webhooks.models`: Thorn's ``ModelEvent``,
 ``webhook_model`` and ``model_reverser`` on attrs classes, dataclasses and plain classes.
 
 Events send through a started :class:`~twisted_hooks.webhooks.Hooks` on a
-:class:`~twisted.internet.task.Clock`, with a :class:`RecordingSender` that implements
-:class:`~twisted_hooks.interfaces.IWebhookSender` and answers every attempt with 200.
+:class:`~twisted.internet.task.Clock`, with the :class:`~twisted_hooks.testing.FakeSender`
+of :mod:`twisted_hooks.testing`, which answers every attempt with 200.
 """
 
 from __future__ import annotations
@@ -14,16 +14,14 @@ import json
 from typing import Any
 
 import attrs
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
-from zope.interface import implementer
 
-from twisted_hooks.interfaces import IWebhookSender
 from twisted_hooks.q import Q
+from twisted_hooks.testing import FakeSender
 from twisted_hooks.webhooks import set_default_app
 from twisted_hooks.webhooks.app import Hooks, HooksNotRunning, Settings
-from twisted_hooks.webhooks.delivery import Attempt, Delivery
 from twisted_hooks.webhooks.events import SendOptions, SendResult, WebhookEvent
 from twisted_hooks.webhooks.models import (
     CREATE,
@@ -36,33 +34,8 @@ from twisted_hooks.webhooks.models import (
     webhook_model,
 )
 from twisted_hooks.webhooks.sender import delivery_headers
-from twisted_hooks.webhooks.subscribers import Subscriber
 
 URL = "https://example.com/hook"
-
-
-@implementer(IWebhookSender)
-class RecordingSender:
-    """An IWebhookSender answering every attempt with 200, noting each call."""
-
-    def __init__(self, clock: Clock) -> None:
-        self.clock = clock
-        self.calls: list[tuple[Delivery, Subscriber]] = []
-
-    def attempt(self, delivery: Delivery, subscriber: Subscriber) -> Deferred[Attempt]:
-        self.calls.append((delivery, subscriber))
-        return succeed(
-            Attempt(
-                delivery_id=delivery.id,
-                number=delivery.attempts + 1,
-                started_at=self.clock.seconds(),
-                duration=0.01,
-                status_code=200,
-            )
-        )
-
-    def close(self) -> Deferred[None]:
-        return succeed(None)
 
 
 @attrs.frozen
@@ -86,7 +59,7 @@ class ModelTestCase(SynchronousTestCase):
     def setUp(self) -> None:
         self.clock = Clock()
         self.clock.advance(1000.0)
-        self.sender = RecordingSender(self.clock)
+        self.sender = FakeSender(self.clock)
         self.hooks = Hooks(
             self.clock,
             sender=self.sender,
