@@ -11,6 +11,7 @@ import textwrap
 from pathlib import Path
 
 import attrs
+from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
 from twisted_hooks.service.config import (
@@ -25,6 +26,7 @@ from twisted_hooks.service.config import (
     env_name,
     load_config,
 )
+from twisted_hooks.service.tap import Options, listen_endpoint
 from twisted_hooks.webhooks import Settings
 from twisted_hooks.webhooks.retry import RetryPolicy
 from twisted_hooks.webhooks.subscribers import parse_subscribers
@@ -889,6 +891,17 @@ class ErrorTests(ConfigTestCase):
         self.assertIn(
             "environment variable TWISTED_HOOKS_HOOKS_BASE_URL: [hooks] base_url", message
         )
+
+    def test_listen_port_in_ascii_digits_only(self) -> None:
+        """--listen PORT takes ASCII digits only: "٣" and "²" (which str.isdigit() takes)
+        are not ports but endpoint descriptions, refused with the forms accepted."""
+        self.assertEqual(listen_endpoint("8000"), "tcp:8000:interface=127.0.0.1")
+        for text in ("\u0663", "\u00b2", "\uff18\uff10"):
+            with self.assertRaises(ValueError, msg=text) as raised:
+                listen_endpoint(text)
+            self.assertIn(f"--listen {text!r}", str(raised.exception))
+            with self.assertRaises(usage.UsageError):
+                Options().parseOptions(["--listen", text, "--database", "memory:"])
 
     def test_static_subscriber_limits_out_of_range(self) -> None:
         """A static subscriber whose rate_limit or max_concurrency is outside its range is

@@ -650,14 +650,20 @@ class RedisListenerConfigTests(ListenerTestMixin, SynchronousTestCase):
 
     def test_errors(self) -> None:
         """
-        A bad URL (its password not repeated), timeout or thread count, or an unknown key,
-        is an error naming the section.
+        A bad URL (its password not repeated), timeout or thread count (out of range, or not
+        in ASCII digits), or an unknown key, is an error naming the section.
         """
         cases = [
             ("url = http://user:hunter2@host/\n", "url: not a Redis URL ("),
             ("timeout = 0\n", "timeout = '0': expected a number of seconds greater than 0"),
             ("timeout = soon\n", "timeout = 'soon': expected a number of seconds"),
             ("threads = 0\n", "threads = '0': expected a whole number of at least 1"),
+            ("timeout = 1e300\n", "timeout = '1e300': expected a number of seconds"),
+            ("timeout = \u0663\n", "timeout = '\u0663': expected a number of seconds"),
+            ("timeout = inf\n", "timeout = 'inf': expected a number of seconds"),
+            ("threads = \u0663\n", "threads = '\u0663': expected a whole number"),
+            ("threads = 1_0\n", "threads = '1_0': expected a whole number"),
+            ("threads = 100000\n", "threads = '100000': expected a whole number"),
             (
                 "host = x\n",
                 "unknown key 'host'; this listener's keys are url, key, timeout, threads",

@@ -11,6 +11,8 @@ outside the process to consume (Kinto's ``kinto_redis`` queue, for twisted_hooks
     timeout = 5                         ; connect and command timeout, in seconds (default 5)
     threads = 4                         ; the most commands under way at once (default 4)
 
+``timeout`` is above 0 and at most 3600 seconds, ``threads`` 1 to 256, both in ASCII digits.
+
 Each event becomes ``{"event": name, "id": ..., "timestamp": ..., "sender": ..., "data":
 ...}`` (see :func:`twisted_hooks.listeners.event_record`), encoded with
 :func:`twisted_hooks.webhooks.encoding.encode_json`; a worker pops the oldest with
@@ -27,6 +29,7 @@ the pushes under way finish, then stops the pool.
 
 from __future__ import annotations
 
+import re
 from typing import Any, Protocol
 
 import redis
@@ -52,6 +55,12 @@ DEFAULT_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_KEY = "twisted_hooks.events"
 
 _KEYS = ("url", "key", "timeout", "threads")
+#: The most seconds of ``timeout``, and the most ``threads``.
+_MAX_TIMEOUT = 3600.0
+_MAX_THREADS = 256
+# ASCII digits only: float() and int() also read other scripts' digits and underscores.
+_DECIMAL = re.compile(r"([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?")
+_DIGITS = re.compile(r"[0-9]{1,6}")
 
 
 class RedisClient(Protocol):
@@ -185,22 +194,18 @@ def load_from_config(config: ListenerContext, prefix: str) -> RedisListener:
     key = settings.get(prefix + "key", "").strip() or DEFAULT_KEY
     timeout_text = settings.get(prefix + "timeout", "").strip() or "5"
     threads_text = settings.get(prefix + "threads", "").strip() or "4"
-    try:
-        timeout = float(timeout_text)
-        if not 0 < timeout < float("inf"):
-            raise ValueError
-    except ValueError:
+    timeout = float(timeout_text) if _DECIMAL.fullmatch(timeout_text) else 0.0
+    if not 0 < timeout <= _MAX_TIMEOUT:
         raise ValueError(
-            f"timeout = {timeout_text!r}: expected a number of seconds greater than 0"
-        ) from None
-    try:
-        threads = int(threads_text)
-        if threads < 1:
-            raise ValueError
-    except ValueError:
+            f"timeout = {timeout_text!r}: expected a number of seconds greater than 0 and at "
+            f"most {_MAX_TIMEOUT:g}, in ASCII digits"
+        )
+    threads = int(threads_text) if _DIGITS.fullmatch(threads_text) else 0
+    if not 1 <= threads <= _MAX_THREADS:
         raise ValueError(
-            f"threads = {threads_text!r}: expected a whole number of at least 1"
-        ) from None
+            f"threads = {threads_text!r}: expected a whole number of at least 1 and at most "
+            f"{_MAX_THREADS}, in ASCII digits"
+        )
     try:
         client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
     except ValueError as error:

@@ -199,7 +199,7 @@ def listen_endpoint(description: str, where: str = "--listen") -> str:
         accepted (:data:`LISTEN_FORMS`).
     """
     text = description.strip()
-    if text.isdigit():
+    if text.isascii() and text.isdigit():  # not "٣" or "²", which isdigit() also takes
         port = int(text)
         if port > 65535:
             raise ValueError(
