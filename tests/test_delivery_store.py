@@ -8,12 +8,14 @@ test passes to :meth:`~MemoryDeliveryStore.claim`.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
 from twisted_hooks.interfaces import IDeliveryStore
+from twisted_hooks.testing import make_delivery
 from twisted_hooks.webhooks.delivery import (
     DEAD,
     DELIVERED,
@@ -33,19 +35,8 @@ SUBSCRIBER = Subscriber(event="order.*", url="https://example.com/hook", secret=
 OTHER = Subscriber(event="*", url="https://other.example.com/hook", secret="s3cret")
 
 
-def delivery(delivery_id: str, due: float = 0.0, **fields: Any) -> Delivery:
-    """A pending delivery ``delivery_id`` due at ``due``."""
-    values: dict[str, Any] = {
-        "id": delivery_id,
-        "event": "order.created",
-        "event_id": "event-1",
-        "subscriber": SUBSCRIBER,
-        "body": b"{}",
-        "created_at": 0.0,
-        "next_attempt_at": due,
-    }
-    values.update(fields)
-    return Delivery(**values)
+#: A pending delivery to :data:`SUBSCRIBER` (``make_delivery`` of twisted_hooks.testing).
+delivery = functools.partial(make_delivery, subscriber=SUBSCRIBER)
 
 
 def attempt(delivery_id: str, number: int = 1, **fields: Any) -> Attempt:

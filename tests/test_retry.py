@@ -7,6 +7,7 @@ Thorn's ``retry``/``retry_max``/``retry_delay``) and for
 from __future__ import annotations
 
 import email.utils
+import functools
 import random
 from typing import Any
 
@@ -14,12 +15,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
+from twisted_hooks import testing
 from twisted_hooks.webhooks.delivery import (
     DEAD,
     DELIVERED,
     RETRYING,
     Attempt,
-    Delivery,
     ErrorKind,
     decide,
 )
@@ -321,19 +322,15 @@ class ParseRetryAfterTests(SynchronousTestCase):
             self.assertIsNone(parse_retry_after(value, NOW), repr(value))
 
 
-def make_delivery(**kwargs: Any) -> Delivery:
-    subscriber = Subscriber(event="order.created", url="https://hooks.example.com/")
-    fields: dict[str, Any] = {
-        "id": "d1",
-        "event": "order.created",
-        "event_id": "e1",
-        "subscriber": subscriber,
-        "body": b"{}",
-        "created_at": NOW,
-        "next_attempt_at": NOW,
-    }
-    fields.update(kwargs)
-    return Delivery(**fields)
+#: The delivery d1 of event e1, made and due at NOW.
+make_delivery = functools.partial(
+    testing.make_delivery,
+    "d1",
+    NOW,
+    subscriber=Subscriber(event="order.created", url="https://hooks.example.com/"),
+    event_id="e1",
+    created_at=NOW,
+)
 
 
 def make_attempt(number: int = 1, **kwargs: Any) -> Attempt:

@@ -9,6 +9,7 @@ Deferred the test fires by hand.
 
 from __future__ import annotations
 
+import functools
 import random
 from collections.abc import Sequence
 from typing import Any
@@ -18,9 +19,8 @@ from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.task import Clock
 from twisted.logger import LogLevel, capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
-from zope.interface import implementer
 
-from twisted_hooks.interfaces import IWebhookSender
+from twisted_hooks.testing import HOLD, FakeSender, make_delivery
 from twisted_hooks.webhooks.app import Hooks, Settings
 from twisted_hooks.webhooks.delivery import (
     DEAD,
@@ -36,9 +36,7 @@ from twisted_hooks.webhooks.delivery import (
 )
 from twisted_hooks.webhooks.retry import RetryPolicy
 from twisted_hooks.webhooks.scheduler import HoldBack, Scheduler
-from twisted_hooks.webhooks.subscribers import Subscriber
 
-SUBSCRIBER = Subscriber(event="*", url="https://example.com/hook", secret="s3cret")
 #: Two retries, 10 s and 20 s after a failure, without jitter.
 TWO_RETRIES = RetryPolicy(delays=(10.0, 20.0), jitter=0.0)
 
@@ -50,27 +48,12 @@ ERROR: dict[str, Any] = {
     "error_kind": ErrorKind.STATUS,
     "error_message": "500 Internal Server Error",
 }
-#: FakeAttempts returns an unfired Deferred, fired later with ``FakeAttempts.finish``.
-HOLD = object()
 #: The scheduler's default record_delay: updates wait this long to share a record call.
 RECORD_DELAY = 0.01
 
 
-def delivery(
-    delivery_id: str, due: float = 0.0, retry: RetryPolicy = TWO_RETRIES, **fields: Any
-) -> Delivery:
-    """A pending delivery ``delivery_id`` due at ``due``."""
-    return Delivery(
-        id=delivery_id,
-        event="order.created",
-        event_id="event-1",
-        subscriber=SUBSCRIBER,
-        body=b"{}",
-        created_at=0.0,
-        next_attempt_at=due,
-        retry=retry,
-        **fields,
-    )
+#: A pending delivery to :data:`~twisted_hooks.testing.EXAMPLE_SUBSCRIBER`, with two retries.
+delivery = functools.partial(make_delivery, retry=TWO_RETRIES)
 
 
 class FakeAttempts:
@@ -1083,21 +1066,14 @@ class HooksStopTests(SynchronousTestCase):
         under way, whose outcome is recorded; no other attempt is made."""
         clock = Clock()
         clock.advance(1000.0)
-        held: list[tuple[Delivery, Deferred[Attempt]]] = []
-
-        @implementer(IWebhookSender)
-        class Sender:
-            def attempt(self, delivery: Delivery, subscriber: Subscriber) -> Deferred[Attempt]:
-                waiting: Deferred[Attempt] = Deferred()
-                held.append((delivery, waiting))
-                return waiting
+        sender = FakeSender(clock, default=HOLD)
 
         store = MemoryDeliveryStore()
         hooks = Hooks(
             clock,
             settings=Settings(max_per_host=1, lease=120.0, record_delay=0.0),
             deliveries=store,
-            sender=Sender(),
+            sender=sender,
             rng=random.Random(0),
         )
         hooks.startService()
@@ -1107,7 +1083,7 @@ class HooksStopTests(SynchronousTestCase):
             for n in range(3)
         ]
         clock.advance(1.0)
-        self.assertEqual([d.id for d, _ in held], sent[:1])
+        self.assertEqual([h.delivery.id for h in sender.held], sent[:1])
         statuses = [self.successResultOf(store.get(i)).status for i in sent]
         self.assertEqual(statuses, [IN_FLIGHT] * 3)
 
@@ -1118,9 +1094,8 @@ class HooksStopTests(SynchronousTestCase):
             [(PENDING, 1000.0, None)] * 2,
         )
         self.assertNoResult(stopped)
-        delivery, attempt = held.pop(0)
-        attempt.callback(Attempt(delivery.id, 1, clock.seconds(), 0.1, 200))
+        sender.finish(200)
         self.successResultOf(stopped)
         self.assertEqual(self.successResultOf(store.get(sent[0])).status, DELIVERED)
-        self.assertEqual(held, [])
+        self.assertEqual(sender.held, [])
         self.assertEqual(clock.getDelayedCalls(), [])
