@@ -1,9 +1,10 @@
 """
 A helper script, not tests: serve the HTTP API on 127.0.0.1 (an ephemeral port) over a
-memory store, delivering through a sender that answers 200 at once, for the schemathesis
-test in ``tests/test_api.py``. As a local development service does, it lets subscribers
-reach ``127.0.0.0/8`` on any port (schemathesis feeds the API's own URLs back as
-subscription URLs), so that only what the OpenAPI document describes decides an answer.
+memory store, delivering through twisted_hooks.testing's FakeSender (every attempt answered
+200 at once), for the schemathesis test in ``tests/test_api.py``. As a local development
+service does, it lets subscribers reach ``127.0.0.0/8`` on any port (schemathesis feeds the
+API's own URLs back as subscription URLs), so that only what the OpenAPI document describes
+decides an answer.
 
 It prints one JSON line, ``{"port": PORT, "token": TOKEN}`` (an admin token), then serves
 until it is terminated.
@@ -15,29 +16,17 @@ import json
 import sys
 
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.logger import globalLogBeginner, textFileLogObserver
 from twisted.web.server import Site
-from zope.interface import implementer
 
-from twisted_hooks.interfaces import IWebhookSender
 from twisted_hooks.service.api import HooksAPI
 from twisted_hooks.service.tokens import create_token
 from twisted_hooks.store import MemoryStore
+from twisted_hooks.testing import FakeSender
 from twisted_hooks.webhooks.app import Hooks, Settings
-from twisted_hooks.webhooks.delivery import Attempt, Delivery
-from twisted_hooks.webhooks.subscribers import Subscriber
 from twisted_hooks.webhooks.validators import RecipientPolicy
-
-
-@implementer(IWebhookSender)
-class OKSender:
-    """Answers every attempt with a 200, at once."""
-
-    def attempt(self, delivery: Delivery, subscriber: Subscriber) -> Deferred[Attempt]:
-        """A successful attempt."""
-        return succeed(Attempt(delivery.id, delivery.attempts + 1, reactor.seconds(), 0.001, 200))
 
 
 def main() -> None:
@@ -50,7 +39,7 @@ def main() -> None:
         subscribers=store.subscribers,
         deliveries=store.deliveries,
         health=store,
-        sender=OKSender(),
+        sender=FakeSender(reactor),
     )
     hooks.startService()
     api = HooksAPI(hooks, store, reactor)
