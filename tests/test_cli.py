@@ -619,3 +619,16 @@ def test_help_of_every_command(capsys: pytest.CaptureFixture[str]) -> None:
         printed = capsys.readouterr().out
         assert "examples:" in printed
         assert f"twisted-hooks {argv[0]}" in printed
+
+
+def test_numbers_in_options_are_ascii_digits(run: Run) -> None:
+    """``--limit``, ``--port``, ``--status`` and ``--tolerance`` take ASCII digits only: other
+    scripts' digits (which int() and float() read) are a usage error naming the text."""
+    for argv in (
+        ("deliveries", "--limit", "\u0663"),
+        ("receive", "--port", "\uff19\uff10\uff10\uff10"),
+        ("receive", "--status", "2\u2070\u2074"),
+        ("verify", "--secret", "s", "--headers", "h", "--body", "b", "--tolerance", "\u0665"),
+    ):
+        assert run(*argv) == 2, argv
+        assert "digits 0-9" in run.err, (argv, run.err)

@@ -253,10 +253,10 @@ class ReceiverResourceTests(SynchronousTestCase):
         (["--port", "70000"], "--port must be 0 to 65535"),
         (["--status", "99"], "--status must be an HTTP status from 200 to 599"),
         (["--status", "700"], "--status must be an HTTP status"),
-        (["--tolerance", "-1"], "--tolerance must be seconds >= 0"),
+        (["--tolerance", "-1"], "expected a number in digits 0-9"),
         (["--public-key", "whpk_AAAA"], "--public-key: the public key after 'whpk_' decodes"),
         (["--secret", "whsec_***"], "--secret: "),
-        (["--port", "http"], "invalid int value"),
+        (["--port", "http"], "expected a whole number in digits 0-9"),
     ],
 )
 def test_receive_bad_arguments(argv: list[str], error: str) -> None:

@@ -29,7 +29,6 @@ the pushes under way finish, then stops the pool.
 
 from __future__ import annotations
 
-import re
 from typing import Any, Protocol
 
 import redis
@@ -37,6 +36,7 @@ from twisted.internet.defer import Deferred, DeferredList, fail
 from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
 
+from twisted_hooks._numbers import decimal, whole
 from twisted_hooks.listeners import ListenerContext, check_settings, event_record
 from twisted_hooks.webhooks.encoding import encode_json
 
@@ -58,9 +58,6 @@ _KEYS = ("url", "key", "timeout", "threads")
 #: The most seconds of ``timeout``, and the most ``threads``.
 _MAX_TIMEOUT = 3600.0
 _MAX_THREADS = 256
-# ASCII digits only: float() and int() also read other scripts' digits and underscores.
-_DECIMAL = re.compile(r"([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?")
-_DIGITS = re.compile(r"[0-9]{1,6}")
 
 
 class RedisClient(Protocol):
@@ -194,13 +191,13 @@ def load_from_config(config: ListenerContext, prefix: str) -> RedisListener:
     key = settings.get(prefix + "key", "").strip() or DEFAULT_KEY
     timeout_text = settings.get(prefix + "timeout", "").strip() or "5"
     threads_text = settings.get(prefix + "threads", "").strip() or "4"
-    timeout = float(timeout_text) if _DECIMAL.fullmatch(timeout_text) else 0.0
+    timeout = decimal(timeout_text) or 0.0
     if not 0 < timeout <= _MAX_TIMEOUT:
         raise ValueError(
             f"timeout = {timeout_text!r}: expected a number of seconds greater than 0 and at "
             f"most {_MAX_TIMEOUT:g}, in ASCII digits"
         )
-    threads = int(threads_text) if _DIGITS.fullmatch(threads_text) else 0
+    threads = whole(threads_text) or 0
     if not 1 <= threads <= _MAX_THREADS:
         raise ValueError(
             f"threads = {threads_text!r}: expected a whole number of at least 1 and at most "

@@ -13,6 +13,7 @@ import argparse
 import textwrap
 from typing import Any
 
+from twisted_hooks._numbers import argument_decimal, argument_whole
 from twisted_hooks._version import __version__
 from twisted_hooks.service._database import DATABASE_ENV
 from twisted_hooks.service.config import DEFAULT_DATABASE
@@ -278,7 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     deliveries.add_argument("--hook", metavar="ID", help="only this subscriber's")
     deliveries.add_argument(
-        "--limit", type=int, default=50, help="show at most this many (default: 50)"
+        "--limit", type=argument_whole, default=50, help="show at most this many (default: 50)"
     )
 
     retry = add(
@@ -306,7 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     receive.add_argument(
         "--port",
-        type=int,
+        type=argument_whole,
         default=9000,
         help="the port on 127.0.0.1 (default: 9000; 0: any free port)",
     )
@@ -322,7 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     receive.add_argument(
         "--status",
-        type=int,
+        type=argument_whole,
         default=204,
         help="the status every delivery is answered with (default: 204; 500 makes the "
         "service retry)",
@@ -363,7 +364,7 @@ def _signature_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--tolerance",
-        type=float,
+        type=argument_decimal,
         default=DEFAULT_TOLERANCE,
         metavar="SECONDS",
         help=f"how far webhook-timestamp may be from now (default: {DEFAULT_TOLERANCE}); "

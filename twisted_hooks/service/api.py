@@ -75,6 +75,7 @@ from twisted.web.resource import IResource, Resource
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.routing import RequestRedirect
 
+from twisted_hooks._numbers import DECIMAL, decimal, whole
 from twisted_hooks.interfaces import ITokenStore
 from twisted_hooks.service.config import SERVICE_ADVICE, check_base_url
 from twisted_hooks.service.tokens import token_hash
@@ -142,10 +143,6 @@ _MAX_HEADER_VALUE = 1024
 # refuses lone surrogates, which UTF-8 cannot encode; a pattern cannot name them.)
 _NO_CONTROLS: dict[str, Any] = {"not": {"type": "string", "pattern": "[\\u0000-\\u001f\\u007f]"}}
 _HEADER_NAME = "^[A-Za-z0-9_-]+$"
-# ASCII digits only: int(), float() and str.isdigit() also take other scripts' digits
-# ("٣", full-width digits) and superscripts ("²", which int() then refuses).
-_DIGITS = re.compile(r"[0-9]{1,18}")
-_DECIMAL = re.compile(r"-?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?")
 _RFC3339 = re.compile(
     r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt]([0-9]{2}):([0-9]{2}):([0-9]{2})(\.[0-9]+)?"
     r"([Zz]|[+-][0-9]{2}:[0-9]{2})"
@@ -395,9 +392,9 @@ def _time(value: object, field: str, *, query: bool = False) -> float:
             raise _invalid(field, f"{field} must be a finite number of seconds since the epoch")
         return seconds
     if isinstance(value, str):
-        if query and _DECIMAL.fullmatch(value):
-            seconds = float(value)
-            if not math.isfinite(seconds):
+        if query and DECIMAL.fullmatch(value.removeprefix("-")):
+            seconds = decimal(value, signed=True)
+            if seconds is None:
                 raise _invalid(
                     field, f"{field} must be a finite number of seconds since the epoch"
                 )
@@ -856,7 +853,7 @@ class HooksAPI:
     def _body(self, request: IRequest, required: bool = True) -> dict[str, Any] | None:
         length = _header(request, b"content-length")
         declared = length.strip().decode("latin-1") if length is not None else ""
-        if _DIGITS.fullmatch(declared) and int(declared) > self._max_body:
+        if (whole(declared) or 0) > self._max_body:
             raise self._too_large()
         content = request.content
         raw = content.read(self._max_body + 1) if content is not None else b""
@@ -1137,7 +1134,7 @@ class HooksAPI:
         limit_text = self._query(request, "limit")
         limit = DEFAULT_LIMIT
         if limit_text is not None:
-            if not _DIGITS.fullmatch(limit_text) or not 1 <= int(limit_text) <= MAX_LIMIT:
+            if not 1 <= (whole(limit_text) or 0) <= MAX_LIMIT:
                 raise _invalid(
                     "limit",
                     f"limit must be a whole number from 1 to {MAX_LIMIT} in ASCII digits, "

@@ -63,6 +63,7 @@ from urllib.parse import urlsplit
 
 import attrs
 
+from twisted_hooks._numbers import DECIMAL, WHOLE
 from twisted_hooks.webhooks.app import OPERATIONAL, WEBHOOK, Settings
 from twisted_hooks.webhooks.retry import MAX_RETRIES, MAX_RETRY_DELAY, RetryPolicy
 from twisted_hooks.webhooks.subscribers import parse_subscribers
@@ -625,11 +626,6 @@ def _figure(number: float) -> str:
     return str(int(number)) if number == int(number) else f"{number:g}"
 
 
-# ASCII digits only: int() and float() also read the digits of other scripts (Arabic-Indic,
-# full-width...), underscores, "inf" and "nan".
-_INTEGER = re.compile(r"[0-9]{1,18}")
-_DECIMAL = re.compile(r"([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?")
-
 _seconds = _Kind("a number of seconds greater than {minimum} and at most {maximum}, such as 10")
 _seconds_or_zero = _Kind("a number of seconds from 0 to {maximum}, such as 15", strict=False)
 _whole = _Kind(
@@ -693,7 +689,7 @@ class _Reader:
 
 def _number(section: str, key: str, value: _Value, text: str, kind: _Kind) -> float | int:
     expected = kind.expected + (" (or nothing)" if kind.empty else "")
-    syntax = _INTEGER if kind.integer else _DECIMAL
+    syntax = WHOLE if kind.integer else DECIMAL  # ASCII digits only
     if not syntax.fullmatch(text):
         raise _fail(section, key, value, expected)
     number: float | int = int(text) if kind.integer else float(text)
