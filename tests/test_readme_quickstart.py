@@ -319,3 +319,61 @@ def test_readme_service_quick_start(tmp_path: Path, terminals: list[Terminal]) -
     received = receiver.output()
     assert "Hook-HMAC: valid (sha256)" in received
     assert "webhook-signature (v1): valid" in received
+
+
+# -- the README's Python programs ------------------------------------------------------------
+
+
+def python_blocks() -> list[str]:
+    """The README's ``python`` code blocks, in order."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    return re.findall(r"```python\n(.*?)```", text, re.S)
+
+
+def run_program(source: str, cwd: Path) -> str:
+    """Run ``source`` as a program of its own from ``cwd``; its standard output."""
+    program = cwd / "program.py"
+    program.write_text(source, encoding="utf-8")
+    result = subprocess.run(
+        [sys.executable, str(program)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+def test_readme_first_look_runs_as_copied(tmp_path: Path) -> None:
+    """The README's first Python program, pasted into a file, runs and prints each
+    handler's outcome."""
+    first = python_blocks()[0]
+    assert "EventDispatcher" in first
+    printed = run_program(first, tmp_path)
+    assert "audit susan created" in printed
+    assert "notify admins of susan created" in printed
+    assert "during __main__.main.<locals>.notify_admins True" in printed
+
+
+def test_readme_webhooks_program_delivers_to_the_development_receiver(
+    tmp_path: Path, terminals: list[Terminal]
+) -> None:
+    """The README's webhooks program, pasted into a file with only the receiver's port
+    changed to a free one, delivers to ``twisted-hooks receive`` on 127.0.0.1 through
+    ``allowed_networks`` (no configuration file, no validator to write)."""
+    program = python_blocks()[1]
+    assert "allowed_networks" in program
+    port = free_port()
+    program = program.replace("127.0.0.1:9000", f"127.0.0.1:{port}")
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    receiver = Terminal(
+        f"{Path(sys.executable).parent / 'twisted-hooks'} receive --port {port}", tmp_path, env
+    )
+    terminals.append(receiver)
+    wait_for_printed(receiver, "listening on", "twisted-hooks receive")
+    printed = run_program(program, tmp_path)
+    delivered = re.search(r"^delivered (\S+)$", printed, re.M)
+    assert delivered, printed
+    wait_for_printed(receiver, f"delivery {delivered.group(1)}", "twisted-hooks receive")
+    assert '"order": 42' in receiver.output()
