@@ -120,6 +120,7 @@ API_MODULES = [
     "twisted_hooks.store.base",
     "twisted_hooks.store.memory",
     "twisted_hooks.store.sql",
+    "twisted_hooks.store.cache",
     "twisted_hooks.store.sqlite",
     "twisted_hooks.store.postgres",
     "twisted_hooks.store.schema",

@@ -939,17 +939,24 @@ class SQLStoreTests(StoreTests):
         """Options for a second store on the same database."""
         return {}
 
+    def unannounced_options(self) -> dict[str, Any]:
+        """Options for a store that sees other stores' subscriber changes only when it
+        refreshes."""
+        return {}
+
     async def test_refresh_sees_other_store(self) -> None:
         """A store's matching sees another process's subscriber writes after refresh()."""
-        other = await self.open()
-        await other.subscribers.add(SUBSCRIBER)
-        self.assertEqual(list(await self.subscribers.match("order.created", None)), [])
-        self.assertEqual(await self.subscribers.get(SUBSCRIBER.id), SUBSCRIBER)
-        await self.store.refresh()
-        self.assertEqual(list(await self.subscribers.match("order.created", None)), [SUBSCRIBER])
-        await other.subscribers.remove(SUBSCRIBER.id)
-        await self.store.refresh()
-        self.assertEqual(list(await self.subscribers.match("order.created", None)), [])
+        watcher = await self.open(**self.unannounced_options())
+        await self.subscribers.add(SUBSCRIBER)
+        self.assertEqual(list(await watcher.subscribers.match("order.created", None)), [])
+        self.assertEqual(await watcher.subscribers.get(SUBSCRIBER.id), SUBSCRIBER)
+        await watcher.refresh()
+        self.assertEqual(
+            list(await watcher.subscribers.match("order.created", None)), [SUBSCRIBER]
+        )
+        await self.subscribers.remove(SUBSCRIBER.id)
+        await watcher.refresh()
+        self.assertEqual(list(await watcher.subscribers.match("order.created", None)), [])
 
     async def test_refresh_interval(self) -> None:
         """With a refresh_interval, another process's new subscriber is matched without an
@@ -1211,6 +1218,10 @@ class PostgresStoreTests(SQLStoreTests, TestCase):
     def pool_options(self) -> dict[str, Any]:
         """Two connections, so one store's claims overlap too."""
         return {"max_connections": 2}
+
+    def unannounced_options(self) -> dict[str, Any]:
+        """A store that does not LISTEN for other stores' notifications."""
+        return {"listen": False}
 
     async def test_unreachable(self) -> None:
         """A server that cannot be reached fails with a StoreError naming host, port and

@@ -48,6 +48,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 
 from twisted_hooks.store.base import Store, StoreError
+from twisted_hooks.store.cache import SubscriberCache
 from twisted_hooks.store.memory import MemoryStore
 from twisted_hooks.store.postgres import PostgresStore
 from twisted_hooks.store.schema import LATEST_VERSION, MIGRATIONS, Migration, SchemaError
@@ -70,6 +71,7 @@ __all__ = [
     "SchemaError",
     "Store",
     "StoreError",
+    "SubscriberCache",
     "Token",
     "TokenNotFound",
     "make_store",
@@ -85,7 +87,8 @@ def make_store(url: str, reactor: IReactorTime | None = None, **options: Any) ->
     The store ``url`` names, not started (see :func:`open_store` for the URLs).
 
     :param options: passed to the store's class (``refresh_interval``,
-        ``busy_timeout``, ``min_connections``, ``max_connections``, ``keep_finished``, ...).
+        ``busy_timeout``, ``min_connections``, ``max_connections``, ``listen``,
+        ``keep_finished``, ...).
     :raise ValueError: for a URL of no known form.
     """
     if not isinstance(url, str):

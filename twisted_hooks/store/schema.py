@@ -43,6 +43,7 @@ from typing import Any, Protocol
 import attrs
 
 __all__ = [
+    "CLAIMABLE",
     "DIALECTS",
     "LATEST_VERSION",
     "MIGRATIONS",
@@ -111,7 +112,10 @@ class Migration:
         )
 
 
-_CLAIMABLE = "status IN ('pending', 'retrying', 'in_flight')"
+#: The condition on a delivery's status for a claim to take it (when due): the condition of
+#: the partial index ``deliveries_due``, so queries write it out (never as a parameter) for
+#: the index to serve them.
+CLAIMABLE = "status IN ('pending', 'retrying', 'in_flight')"
 
 #: The schema, step by step. Never edit a step that has been released: add one.
 MIGRATIONS: tuple[Migration, ...] = (
@@ -156,7 +160,7 @@ MIGRATIONS: tuple[Migration, ...] = (
                 last_error TEXT,
                 finished_at {real}
             )""",
-            f"CREATE INDEX deliveries_due ON deliveries (due_at, seq) WHERE {_CLAIMABLE}",
+            f"CREATE INDEX deliveries_due ON deliveries (due_at, seq) WHERE {CLAIMABLE}",
             "CREATE INDEX deliveries_created ON deliveries (created_at)",
             "CREATE INDEX deliveries_status_created ON deliveries (status, created_at)",
             "CREATE INDEX deliveries_subscriber_created ON deliveries (subscriber_id, created_at)",

@@ -5,14 +5,19 @@ Every query runs in :class:`twisted.enterprise.adbapi.ConnectionPool`'s threads,
 the reactor thread; each public method is one interaction, so one transaction. The dialects
 (:class:`~twisted_hooks.store.sqlite.SQLiteStore`,
 :class:`~twisted_hooks.store.postgres.PostgresStore`) override a few hooks: the parameter
-marker, how a transaction begins, how due deliveries are claimed, and the name of the
-two-argument maximum.
+marker, how a transaction begins, how due deliveries are claimed, the name of the
+two-argument maximum, and how other processes hear of subscriber changes.
+
+Rows are read and written by column name: each table has one :class:`Columns`
+(:data:`SUBSCRIBER_COLUMNS`, :data:`DELIVERY_COLUMNS`, :data:`ATTEMPT_COLUMNS`,
+:data:`HEALTH_COLUMNS`, :data:`TOKEN_COLUMNS`), which writes the column lists of the
+statements and turns a value's fields into parameters and a row back into fields.
 
 Subscribers are matched against events in memory: the store keeps a
-:class:`~twisted_hooks.webhooks.subscribers.MemorySubscriberStore` loaded at
-:meth:`SQLStore.start` and fixed by every write made through the store. Processes sharing
-a database see each other's subscriber changes after :meth:`SQLStore.refresh`, which a
-``refresh_interval`` calls periodically.
+:class:`~twisted_hooks.store.cache.SubscriberCache` loaded at :meth:`SQLStore.start` and
+fixed by every write made through the store. Processes sharing a database see each other's
+subscriber changes after :meth:`SQLStore.refresh`, which a ``refresh_interval`` calls
+periodically; on PostgreSQL, at once (:class:`~twisted_hooks.store.PostgresStore`).
 """
 
 from __future__ import annotations
@@ -20,15 +25,13 @@ from __future__ import annotations
 import datetime
 import functools
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, ClassVar, Concatenate, ParamSpec, Protocol, TypeVar
 
 import attrs
 from twisted.enterprise.adbapi import ConnectionPool
 from twisted.internet.defer import Deferred, DeferredList, fail, succeed
 from twisted.internet.interfaces import IReactorTime
-from twisted.internet.task import LoopingCall
-from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python import threadable
 from twisted.python.failure import Failure
@@ -37,6 +40,8 @@ from zope.interface import implementer
 from twisted_hooks.interfaces import IDeliveryStore, IHealthStore, ISubscriberStore, ITokenStore
 from twisted_hooks.store import schema
 from twisted_hooks.store.base import Store, StoreError
+from twisted_hooks.store.cache import SubscriberCache, check_refresh_interval
+from twisted_hooks.store.schema import CLAIMABLE
 from twisted_hooks.store.tokens import DuplicateToken, Token, TokenNotFound
 from twisted_hooks.webhooks.delivery import (
     DEAD,
@@ -55,20 +60,22 @@ from twisted_hooks.webhooks.health import EndpointHealth
 from twisted_hooks.webhooks.retry import RetryPolicy
 from twisted_hooks.webhooks.subscribers import (
     DuplicateSubscriber,
-    MemorySubscriberStore,
     Subscriber,
     SubscriberNotFound,
 )
 
 __all__ = [
-    "CLAIMABLE",
+    "ATTEMPT_COLUMNS",
     "DELIVERY_COLUMNS",
+    "HEALTH_COLUMNS",
     "RESPONSE_BODY_LIMIT",
+    "SUBSCRIBER_COLUMNS",
+    "TOKEN_COLUMNS",
+    "Columns",
     "Cursor",
     "SQLDeliveryStore",
     "SQLStore",
     "SQLSubscriberStore",
-    "check_refresh_interval",
 ]
 
 log = Logger()
@@ -79,10 +86,6 @@ _T = TypeVar("_T")
 #: How many bytes of an attempt's response body are stored.
 RESPONSE_BODY_LIMIT = 4096
 
-#: The condition on a delivery's status for a claim to take it (when due); written out, not
-#: bound, so the partial index ``deliveries_due`` serves it.
-CLAIMABLE = "status IN ('pending', 'retrying', 'in_flight')"
-_CLAIMABLE = CLAIMABLE
 #: At most this many parameters in one ``IN (...)`` list.
 _CHUNK = 500
 
@@ -107,9 +110,83 @@ class Cursor(Protocol):
 
 # --- rows -----------------------------------------------------------------------------
 
-_SUBSCRIBER_COLUMNS = (
-    "id, event, url, secret, digest, content_type, owner, active, headers, previous_secrets,"
-    " max_concurrency, rate_limit, created_at, updated_at"
+
+@attrs.frozen
+class Columns:
+    """
+    The columns of one table that a store reads and writes, by name: the one list from
+    which statements take their column lists and rows their meaning.
+
+    :ivar table: the table's name.
+    :ivar names: the columns, in the order of the statements' lists.
+    :ivar key: the columns that identify a row (an upsert's conflict target).
+    """
+
+    table: str
+    names: tuple[str, ...]
+    key: tuple[str, ...] = ()
+
+    def __attrs_post_init__(self) -> None:
+        if len(set(self.names)) != len(self.names):
+            raise ValueError(f"the columns of {self.table} are named twice: {self.names!r}")
+        missing = [name for name in self.key if name not in self.names]
+        if missing:
+            raise ValueError(f"the key of {self.table} names unknown columns: {missing!r}")
+
+    def listed(self, prefix: str = "") -> str:
+        """The column list of a ``SELECT``, ``INSERT`` or ``RETURNING``: ``"id, event, ..."``,
+        each name after ``prefix`` (a table alias and its dot, ``"d."``)."""
+        return ", ".join(prefix + name for name in self.names)
+
+    def markers(self) -> str:
+        """One ``?`` marker per column, for ``VALUES (...)``."""
+        return ", ".join("?" * len(self.names))
+
+    def params(self, values: Mapping[str, Any]) -> tuple[Any, ...]:
+        """The parameters of a row, in column order, from ``values`` by column name.
+
+        :raise KeyError: naming a column ``values`` lacks."""
+        return tuple(values[name] for name in self.names)
+
+    def named(self, row: Sequence[Any]) -> dict[str, Any]:
+        """A row read with :meth:`listed`'s list, by column name.
+
+        :raise ValueError: when the row has another number of values."""
+        return dict(zip(self.names, row, strict=True))
+
+    def upsert(self) -> str:
+        """An ``INSERT`` of every column (with ``?`` markers) that replaces the row of the
+        same :attr:`key`."""
+        key = ", ".join(self.key)
+        updates = ", ".join(
+            f"{name} = excluded.{name}" for name in self.names if name not in self.key
+        )
+        return (
+            f"INSERT INTO {self.table} ({self.listed()}) VALUES ({self.markers()})"
+            f" ON CONFLICT ({key}) DO UPDATE SET {updates}"
+        )
+
+
+#: The columns of ``subscribers``: every :class:`~twisted_hooks.webhooks.Subscriber` field.
+SUBSCRIBER_COLUMNS = Columns(
+    "subscribers",
+    (
+        "id",
+        "event",
+        "url",
+        "secret",
+        "digest",
+        "content_type",
+        "owner",
+        "active",
+        "headers",
+        "previous_secrets",
+        "max_concurrency",
+        "rate_limit",
+        "created_at",
+        "updated_at",
+    ),
+    key=("id",),
 )
 
 
@@ -133,41 +210,42 @@ def _moment(seconds: float) -> datetime.datetime:
     return datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc)
 
 
-def _subscriber_row(subscriber: Subscriber) -> tuple[Any, ...]:
-    return (
-        subscriber.id,
-        subscriber.event,
-        subscriber.url,
-        subscriber.secret,
-        subscriber.digest,
-        subscriber.content_type,
-        subscriber.owner,
-        subscriber.active,
-        json.dumps([list(pair) for pair in subscriber.headers]),
-        json.dumps(list(subscriber.previous_secrets)),
-        subscriber.max_concurrency,
-        subscriber.rate_limit,
-        _epoch(subscriber.created_at),
-        _epoch(subscriber.updated_at),
-    )
+def _subscriber_values(subscriber: Subscriber) -> dict[str, Any]:
+    return {
+        "id": subscriber.id,
+        "event": subscriber.event,
+        "url": subscriber.url,
+        "secret": subscriber.secret,
+        "digest": subscriber.digest,
+        "content_type": subscriber.content_type,
+        "owner": subscriber.owner,
+        "active": subscriber.active,
+        "headers": json.dumps([list(pair) for pair in subscriber.headers]),
+        "previous_secrets": json.dumps(list(subscriber.previous_secrets)),
+        "max_concurrency": subscriber.max_concurrency,
+        "rate_limit": subscriber.rate_limit,
+        "created_at": _epoch(subscriber.created_at),
+        "updated_at": _epoch(subscriber.updated_at),
+    }
 
 
 def _subscriber_from_row(row: Sequence[Any]) -> Subscriber:
+    values = SUBSCRIBER_COLUMNS.named(row)
     return Subscriber(
-        id=row[0],
-        event=row[1],
-        url=row[2],
-        secret=row[3],
-        digest=row[4],
-        content_type=row[5],
-        owner=row[6],
-        active=bool(row[7]),
-        headers=[tuple(pair) for pair in json.loads(row[8])],
-        previous_secrets=json.loads(row[9]),
-        max_concurrency=row[10],
-        rate_limit=row[11],
-        created_at=_moment(row[12]),
-        updated_at=_moment(row[13]),
+        id=values["id"],
+        event=values["event"],
+        url=values["url"],
+        secret=values["secret"],
+        digest=values["digest"],
+        content_type=values["content_type"],
+        owner=values["owner"],
+        active=bool(values["active"]),
+        headers=[tuple(pair) for pair in json.loads(values["headers"])],
+        previous_secrets=json.loads(values["previous_secrets"]),
+        max_concurrency=values["max_concurrency"],
+        rate_limit=values["rate_limit"],
+        created_at=_moment(values["created_at"]),
+        updated_at=_moment(values["updated_at"]),
     )
 
 
@@ -194,177 +272,212 @@ def _retry_json(policy: RetryPolicy) -> str:
     return json.dumps(policy.as_dict(), sort_keys=True)
 
 
-_DELIVERY_FIELDS = (
-    "id",
-    "event",
-    "event_id",
-    "subscriber_id",
-    "subscriber",
-    "refresh_subscriber",
-    "body",
-    "created_at",
-    "next_attempt_at",
-    "due_at",
-    "status",
-    "attempts",
-    "retry",
-    "timeout",
-    "allow_keepalive",
-    "last_error",
-    "finished_at",
-    "claim_token",
+#: The columns of ``deliveries`` (all but ``seq``): every
+#: :class:`~twisted_hooks.webhooks.Delivery` field, the subscriber as its id and a JSON
+#: snapshot, and ``due_at``. The dialects' claims read and return these.
+DELIVERY_COLUMNS = Columns(
+    "deliveries",
+    (
+        "id",
+        "event",
+        "event_id",
+        "subscriber_id",
+        "subscriber",
+        "refresh_subscriber",
+        "body",
+        "created_at",
+        "next_attempt_at",
+        "due_at",
+        "status",
+        "attempts",
+        "retry",
+        "timeout",
+        "allow_keepalive",
+        "last_error",
+        "finished_at",
+        "claim_token",
+    ),
+    key=("id",),
 )
-#: The columns of a delivery row, in the order the dialects' claims must return them.
-DELIVERY_COLUMNS = ", ".join(_DELIVERY_FIELDS)
-_DELIVERY_COLUMNS = DELIVERY_COLUMNS
 
 
-def _delivery_row(delivery: Delivery) -> tuple[Any, ...]:
+def _delivery_values(delivery: Delivery) -> dict[str, Any]:
     due = delivery.next_attempt_at
     if delivery.status == IN_FLIGHT and delivery.lease_expires_at is not None:
         due = delivery.lease_expires_at
-    return (
-        delivery.id,
-        delivery.event,
-        delivery.event_id,
-        delivery.subscriber.id,
-        _snapshot(delivery.subscriber),
-        delivery.refresh_subscriber,
-        delivery.body,
-        delivery.created_at,
-        delivery.next_attempt_at,
-        due,
-        delivery.status,
-        delivery.attempts,
-        _retry_json(delivery.retry),
-        delivery.timeout,
-        delivery.allow_keepalive,
-        delivery.last_error,
-        delivery.finished_at,
-        delivery.claim_token,
+    return {
+        "id": delivery.id,
+        "event": delivery.event,
+        "event_id": delivery.event_id,
+        "subscriber_id": delivery.subscriber.id,
+        "subscriber": _snapshot(delivery.subscriber),
+        "refresh_subscriber": delivery.refresh_subscriber,
+        "body": delivery.body,
+        "created_at": delivery.created_at,
+        "next_attempt_at": delivery.next_attempt_at,
+        "due_at": due,
+        "status": delivery.status,
+        "attempts": delivery.attempts,
+        "retry": _retry_json(delivery.retry),
+        "timeout": delivery.timeout,
+        "allow_keepalive": delivery.allow_keepalive,
+        "last_error": delivery.last_error,
+        "finished_at": delivery.finished_at,
+        "claim_token": delivery.claim_token,
+    }
+
+
+def _delivery_from_values(values: Mapping[str, Any]) -> Delivery:
+    """A delivery from its row's values by column name (see :data:`DELIVERY_COLUMNS`)."""
+    status = values["status"]
+    return Delivery(
+        id=values["id"],
+        event=values["event"],
+        event_id=values["event_id"],
+        subscriber=_from_snapshot(values["subscriber"]),
+        refresh_subscriber=bool(values["refresh_subscriber"]),
+        body=bytes(values["body"]),
+        created_at=values["created_at"],
+        next_attempt_at=values["next_attempt_at"],
+        lease_expires_at=values["due_at"] if status == IN_FLIGHT else None,
+        status=status,
+        attempts=values["attempts"],
+        retry=_retry_from_json(values["retry"]),
+        timeout=values["timeout"],
+        allow_keepalive=bool(values["allow_keepalive"]),
+        last_error=values["last_error"],
+        finished_at=values["finished_at"],
+        claim_token=values["claim_token"],
     )
 
 
 def _delivery_from_row(row: Sequence[Any]) -> Delivery:
-    status = row[10]
-    return Delivery(
-        id=row[0],
-        event=row[1],
-        event_id=row[2],
-        subscriber=_from_snapshot(row[4]),
-        refresh_subscriber=bool(row[5]),
-        body=bytes(row[6]),
-        created_at=row[7],
-        next_attempt_at=row[8],
-        lease_expires_at=row[9] if status == IN_FLIGHT else None,
-        status=status,
-        attempts=row[11],
-        retry=_retry_from_json(row[12]),
-        timeout=row[13],
-        allow_keepalive=bool(row[14]),
-        last_error=row[15],
-        finished_at=row[16],
-        claim_token=row[17],
-    )
+    return _delivery_from_values(DELIVERY_COLUMNS.named(row))
 
 
-_ATTEMPT_COLUMNS = (
-    "delivery_id, number, started_at, duration, status_code, error_kind, error_message,"
-    " response_body, retry_after"
+#: The columns of ``attempts``: every :class:`~twisted_hooks.webhooks.Attempt` field.
+ATTEMPT_COLUMNS = Columns(
+    "attempts",
+    (
+        "delivery_id",
+        "number",
+        "started_at",
+        "duration",
+        "status_code",
+        "error_kind",
+        "error_message",
+        "response_body",
+        "retry_after",
+    ),
+    key=("delivery_id", "number"),
 )
 
 
-def _attempt_row(attempt: Attempt) -> tuple[Any, ...]:
-    return (
-        attempt.delivery_id,
-        attempt.number,
-        attempt.started_at,
-        attempt.duration,
-        attempt.status_code,
-        attempt.error_kind,
-        attempt.error_message,
-        bytes(attempt.response_body[:RESPONSE_BODY_LIMIT]),
-        attempt.retry_after,
-    )
+def _attempt_values(attempt: Attempt) -> dict[str, Any]:
+    return {
+        "delivery_id": attempt.delivery_id,
+        "number": attempt.number,
+        "started_at": attempt.started_at,
+        "duration": attempt.duration,
+        "status_code": attempt.status_code,
+        "error_kind": attempt.error_kind,
+        "error_message": attempt.error_message,
+        "response_body": bytes(attempt.response_body[:RESPONSE_BODY_LIMIT]),
+        "retry_after": attempt.retry_after,
+    }
 
 
 def _attempt_from_row(row: Sequence[Any]) -> Attempt:
+    values = ATTEMPT_COLUMNS.named(row)
     return Attempt(
-        delivery_id=row[0],
-        number=row[1],
-        started_at=row[2],
-        duration=row[3],
-        status_code=row[4],
-        error_kind=row[5],
-        error_message=row[6],
-        response_body=bytes(row[7]),
-        retry_after=row[8],
+        delivery_id=values["delivery_id"],
+        number=values["number"],
+        started_at=values["started_at"],
+        duration=values["duration"],
+        status_code=values["status_code"],
+        error_kind=values["error_kind"],
+        error_message=values["error_message"],
+        response_body=bytes(values["response_body"]),
+        retry_after=values["retry_after"],
     )
 
 
-_HEALTH_COLUMNS = (
-    "subscriber_id, consecutive_failures, first_failure_at, last_failure_at, circuit,"
-    " opened_at, disabled_since, updated_at"
+#: The columns of ``endpoint_health``: every
+#: :class:`~twisted_hooks.webhooks.health.EndpointHealth` field.
+HEALTH_COLUMNS = Columns(
+    "endpoint_health",
+    (
+        "subscriber_id",
+        "consecutive_failures",
+        "first_failure_at",
+        "last_failure_at",
+        "circuit",
+        "opened_at",
+        "disabled_since",
+        "updated_at",
+    ),
+    key=("subscriber_id",),
 )
 
 
-def _health_row(record: EndpointHealth) -> tuple[Any, ...]:
-    return (
-        record.subscriber_id,
-        record.consecutive_failures,
-        record.first_failure_at,
-        record.last_failure_at,
-        record.circuit,
-        record.opened_at,
-        record.disabled_since,
-        record.updated_at,
-    )
+def _health_values(record: EndpointHealth) -> dict[str, Any]:
+    return {
+        "subscriber_id": record.subscriber_id,
+        "consecutive_failures": record.consecutive_failures,
+        "first_failure_at": record.first_failure_at,
+        "last_failure_at": record.last_failure_at,
+        "circuit": record.circuit,
+        "opened_at": record.opened_at,
+        "disabled_since": record.disabled_since,
+        "updated_at": record.updated_at,
+    }
 
 
 def _health_from_row(row: Sequence[Any]) -> EndpointHealth:
+    values = HEALTH_COLUMNS.named(row)
     return EndpointHealth(
-        subscriber_id=row[0],
-        consecutive_failures=row[1],
-        first_failure_at=row[2],
-        last_failure_at=row[3],
-        circuit=row[4],
-        opened_at=row[5],
-        disabled_since=row[6],
-        updated_at=row[7],
+        subscriber_id=values["subscriber_id"],
+        consecutive_failures=values["consecutive_failures"],
+        first_failure_at=values["first_failure_at"],
+        last_failure_at=values["last_failure_at"],
+        circuit=values["circuit"],
+        opened_at=values["opened_at"],
+        disabled_since=values["disabled_since"],
+        updated_at=values["updated_at"],
     )
 
 
-_TOKEN_COLUMNS = "id, name, hash, scopes, owner, created_at, revoked_at"
+#: The columns of ``tokens``: every :class:`~twisted_hooks.store.tokens.Token` field.
+TOKEN_COLUMNS = Columns(
+    "tokens",
+    ("id", "name", "hash", "scopes", "owner", "created_at", "revoked_at"),
+    key=("id",),
+)
 
 
-def _token_row(token: Token) -> tuple[Any, ...]:
-    return (
-        token.id,
-        token.name,
-        token.hash,
-        json.dumps(sorted(token.scopes)),
-        token.owner,
-        token.created_at,
-        token.revoked_at,
-    )
+def _token_values(token: Token) -> dict[str, Any]:
+    return {
+        "id": token.id,
+        "name": token.name,
+        "hash": token.hash,
+        "scopes": json.dumps(sorted(token.scopes)),
+        "owner": token.owner,
+        "created_at": token.created_at,
+        "revoked_at": token.revoked_at,
+    }
 
 
 def _token_from_row(row: Sequence[Any]) -> Token:
+    values = TOKEN_COLUMNS.named(row)
     return Token(
-        id=row[0],
-        name=row[1],
-        hash=row[2],
-        scopes=frozenset(json.loads(row[3])),
-        owner=row[4],
-        created_at=row[5],
-        revoked_at=row[6],
+        id=values["id"],
+        name=values["name"],
+        hash=values["hash"],
+        scopes=frozenset(json.loads(values["scopes"])),
+        owner=values["owner"],
+        created_at=values["created_at"],
+        revoked_at=values["revoked_at"],
     )
-
-
-def check_refresh_interval(refresh_interval: float | None) -> None:
-    """Refuse a ``refresh_interval`` that is neither ``None`` nor positive seconds."""
-    if refresh_interval is not None and not refresh_interval > 0:
-        raise ValueError(f"refresh_interval must be positive seconds, got {refresh_interval!r}")
 
 
 def _on_reactor_thread() -> bool:
@@ -389,11 +502,19 @@ class SQLStore(Store):
     :class:`~twisted_hooks.store.postgres.PostgresStore`) or
     :func:`twisted_hooks.store.open_store`, then :meth:`start` it.
 
-    :param pool: the connection pool; the store closes it in :meth:`close`.
+    The store owns its pool's life: :meth:`start` starts it
+    (:meth:`ConnectionPool.start() <twisted.enterprise.adbapi.ConnectionPool.start>`) and
+    :meth:`close` closes it (:meth:`ConnectionPool.close()
+    <twisted.enterprise.adbapi.ConnectionPool.close>`), once the work under way has ended.
+    A store never closed is closed by the pool itself when the reactor shuts down.
+
+    :param pool: the connection pool, made with ``cp_reactor=reactor``; the store starts it
+        in :meth:`start` and closes it in :meth:`close`.
     :param reactor: the reactor of the pool, for time and the refresh timer.
     :param refresh_interval: when given, :meth:`refresh` runs every that many seconds, so
         subscriber changes made by other processes sharing the database reach this one's
-        matching within that delay. ``None`` (the default) suits a database used by one
+        matching within that delay (on PostgreSQL it is the fallback of the notifications,
+        which bring them at once). ``None`` (the default) suits a database used by one
         process: every change goes through this store and is seen at once.
 
     :ivar subscribers: the :class:`SQLSubscriberStore`.
@@ -422,20 +543,16 @@ class SQLStore(Store):
         reactor: IReactorTime,
         refresh_interval: float | None = None,
     ) -> None:
-        if refresh_interval is not None and not refresh_interval > 0:
-            raise ValueError(
-                f"refresh_interval must be positive seconds, got {refresh_interval!r}"
-            )
+        check_refresh_interval(refresh_interval)
         self._pool = pool
         self._reactor = reactor
-        self._refresh_interval = refresh_interval
-        self._refresher: LoopingCall | None = None
         self._running: set[Deferred[Any]] = set()
         self._closing = False
         self._closed = False
         self._close_waiters: list[Deferred[None]] = []
+        self._started = False
         self._sql: dict[str, str] = {}
-        self.subscribers: SQLSubscriberStore = SQLSubscriberStore(self)
+        self.subscribers: SQLSubscriberStore = SQLSubscriberStore(self, refresh_interval)
         self.deliveries: SQLDeliveryStore = SQLDeliveryStore(self)
 
     # -- plumbing ------------------------------------------------------------------------
@@ -454,13 +571,33 @@ class SQLStore(Store):
 
     def claim_rows(
         self, cursor: Cursor, now: float, limit: int, lease_until: float
-    ) -> list[tuple[Any, ...]]:
+    ) -> list[dict[str, Any]]:
         """
         The claim itself, a dialect hook: lease up to ``limit`` due deliveries until
-        ``lease_until``, adding one to the ``claim_token`` of each, and give their rows (the
-        columns of ``_DELIVERY_COLUMNS``, as updated), earliest due first.
+        ``lease_until``, adding one to the ``claim_token`` of each, and give their rows as
+        updated, by column name (the columns of :data:`DELIVERY_COLUMNS`), earliest due
+        first.
         """
         raise NotImplementedError
+
+    def announce(self, cursor: Cursor, subscriber_id: str) -> None:
+        """Tell the other processes sharing the database, when the transaction of
+        ``cursor`` commits, that the subscriber ``subscriber_id`` changed (a dialect hook;
+        nothing by default: they see it at their next refresh)."""
+
+    def listen(self) -> Deferred[None]:
+        """Start hearing of the subscriber changes other processes announce, and fire once
+        every change committed from now on will be heard of (a dialect hook; nothing by
+        default)."""
+        return succeed(None)
+
+    def stop_listening(self) -> Deferred[None]:
+        """Stop what :meth:`listen` started; fires once stopped (a dialect hook)."""
+        return succeed(None)
+
+    def finish(self, connection: Any) -> None:
+        """The last work on a connection before the pool is closed, on a thread of the
+        pool (a dialect hook; nothing by default)."""
 
     def describe_error(self, error: BaseException) -> str | None:
         """A message for people when the database cannot be opened, or ``None`` when
@@ -553,13 +690,18 @@ class SQLStore(Store):
 
     def start(self, migrate: bool = True) -> Deferred[None]:
         """
-        Open the database, apply missing migrations (unless ``migrate`` is ``False``, when a
-        database that is not up to date fails with :class:`StoreError`), load the
-        subscriber cache, and start the refresh timer when ``refresh_interval`` was given.
+        Start the connection pool, open the database, apply missing migrations (unless
+        ``migrate`` is ``False``, when a database that is not up to date fails with
+        :class:`StoreError`), start hearing of other processes' subscriber changes (where
+        the dialect can), load the subscriber cache, and start its refresh timer when
+        ``refresh_interval`` was given.
         """
         return Deferred.fromCoroutine(self._start(migrate))
 
     async def _start(self, migrate: bool) -> None:
+        if self._closing:
+            raise StoreError("the store is closed; open a new one")
+        self._pool.start()  # type: ignore[no-untyped-call]
         await self.prepare()
         if migrate:
             await self.migrate()
@@ -570,25 +712,21 @@ class SQLStore(Store):
                     f"the database's schema is at version {version}, not "
                     f"{schema.LATEST_VERSION}; run the migrations first"
                 )
+        # Listening first: a change committed after the load below is heard of, and one
+        # committed before it is in what it reads.
+        await self.listen()
         await self.refresh()
-        if self._refresh_interval is not None and self._refresher is None:
-            self._refresher = LoopingCall(self._periodic_refresh)
-            self._refresher.clock = self._reactor
-            self._refresher.start(self._refresh_interval, now=False)
-
-    def _periodic_refresh(self) -> Deferred[None]:
-        def failed(failure: Failure) -> None:
-            log.failure("refreshing the subscriber cache failed; trying again later", failure)
-
-        return self.refresh().addErrback(failed)
+        self.subscribers.cache.start()
+        self._started = True
 
     def refresh(self) -> Deferred[None]:
         """Reload the subscriber cache from the database (:meth:`SQLSubscriberStore.refresh`)."""
         return self.subscribers.refresh()
 
     def close(self) -> Deferred[None]:
-        """Stop the refresh timer, wait for the interactions under way, close the pool.
-        New work fails with :class:`~twisted_hooks.store.base.StoreError` from now on."""
+        """Stop the subscriber cache's timers and the hearing of other processes' changes,
+        wait for the interactions under way, then close the connection pool. New work
+        fails with :class:`~twisted_hooks.store.base.StoreError` from now on."""
         waiter: Deferred[None] = Deferred()
         if self._closed:
             waiter.callback(None)
@@ -596,24 +734,30 @@ class SQLStore(Store):
         self._close_waiters.append(waiter)
         if not self._closing:
             self._closing = True
-            if self._refresher is not None and self._refresher.running:
-                self._refresher.stop()
+            self.subscribers.cache.stop()
             Deferred.fromCoroutine(self._close(list(self._running)))
         return waiter
 
     async def _close(self, running: list[Deferred[Any]]) -> None:
+        try:
+            await self.stop_listening()
+        except Exception:
+            log.failure("stopping the notifications of subscriber changes failed")
         await DeferredList(running, consumeErrors=True)
-        # ConnectionPool.close() would close the connections on the calling thread (for
-        # SQLite, the last close checkpoints the WAL): unhook its reactor triggers here,
-        # and let a thread of the reactor's pool stop its threads and close them.
-        pool: Any = self._pool
-        reactor: Any = self._reactor
-        for name in ("shutdownID", "startID"):
-            trigger = getattr(pool, name, None)
-            if trigger is not None:
-                reactor.removeSystemEventTrigger(trigger)
-                setattr(pool, name, None)
-        await deferToThreadPool(reactor, reactor.getThreadPool(), pool.finalClose)
+        if self._started:
+            # The dialect's last work (SQLite checkpoints its WAL) on a pool thread, so
+            # that closing the connections below has next to nothing left to do.
+            try:
+                await self._with_connection(self.finish)
+            except Exception as error:
+                log.debug(
+                    "the last work before closing the database failed ({error}); closing"
+                    " it anyway",
+                    error=error,
+                )
+        # Public and idempotent: removes the pool's startup and shutdown triggers, stops
+        # its (now idle) threads and closes their connections.
+        self._pool.close()  # type: ignore[no-untyped-call]
         self._closed = True
         waiters, self._close_waiters = self._close_waiters, []
         for waiter in waiters:
@@ -625,32 +769,20 @@ class SQLStore(Store):
         """Every stored endpoint health record, by subscriber id."""
 
         def load(cursor: Cursor) -> Sequence[EndpointHealth]:
-            cursor.execute(f"SELECT {_HEALTH_COLUMNS} FROM endpoint_health ORDER BY subscriber_id")
+            cursor.execute(
+                f"SELECT {HEALTH_COLUMNS.listed()} FROM endpoint_health ORDER BY subscriber_id"
+            )
             return [_health_from_row(row) for row in cursor.fetchall()]
 
         return self.run(False, load)
 
     def save_health(self, records: Sequence[EndpointHealth]) -> Deferred[None]:
         """Insert or replace ``records`` (by subscriber id), in one transaction."""
-        rows = [_health_row(record) for record in records]
+        rows = [HEALTH_COLUMNS.params(_health_values(record)) for record in records]
 
         def save(cursor: Cursor) -> None:
             if rows:
-                cursor.executemany(
-                    self.sql(
-                        f"INSERT INTO endpoint_health ({_HEALTH_COLUMNS})"
-                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-                        " ON CONFLICT (subscriber_id) DO UPDATE SET"
-                        " consecutive_failures = excluded.consecutive_failures,"
-                        " first_failure_at = excluded.first_failure_at,"
-                        " last_failure_at = excluded.last_failure_at,"
-                        " circuit = excluded.circuit,"
-                        " opened_at = excluded.opened_at,"
-                        " disabled_since = excluded.disabled_since,"
-                        " updated_at = excluded.updated_at"
-                    ),
-                    rows,
-                )
+                cursor.executemany(self.sql(HEALTH_COLUMNS.upsert()), rows)
 
         return self.run(True, save)
 
@@ -659,7 +791,7 @@ class SQLStore(Store):
     def add_token(self, token: Token) -> Deferred[Token]:
         """Store a new token; fails with :class:`~twisted_hooks.store.tokens.DuplicateToken`
         (a :class:`ValueError`) when its name, id or hash is taken."""
-        row = _token_row(token)
+        params = TOKEN_COLUMNS.params(_token_values(token))
 
         def add(cursor: Cursor) -> Token:
             cursor.execute(self.sql("SELECT 1 FROM tokens WHERE name = ?"), (token.name,))
@@ -667,10 +799,10 @@ class SQLStore(Store):
                 raise DuplicateToken(f"a token named {token.name!r} already exists")
             cursor.execute(
                 self.sql(
-                    f"INSERT INTO tokens ({_TOKEN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
-                    " ON CONFLICT DO NOTHING"
+                    f"INSERT INTO tokens ({TOKEN_COLUMNS.listed()})"
+                    f" VALUES ({TOKEN_COLUMNS.markers()}) ON CONFLICT DO NOTHING"
                 ),
-                row,
+                params,
             )
             if cursor.rowcount != 1:
                 raise DuplicateToken(
@@ -685,7 +817,8 @@ class SQLStore(Store):
 
         def find(cursor: Cursor) -> Token | None:
             cursor.execute(
-                self.sql(f"SELECT {_TOKEN_COLUMNS} FROM tokens WHERE hash = ?"), (token_hash,)
+                self.sql(f"SELECT {TOKEN_COLUMNS.listed()} FROM tokens WHERE hash = ?"),
+                (token_hash,),
             )
             row = cursor.fetchone()
             return None if row is None else _token_from_row(row)
@@ -696,7 +829,9 @@ class SQLStore(Store):
         """Every token, oldest first."""
 
         def every(cursor: Cursor) -> Sequence[Token]:
-            cursor.execute(f"SELECT {_TOKEN_COLUMNS} FROM tokens ORDER BY created_at, name")
+            cursor.execute(
+                f"SELECT {TOKEN_COLUMNS.listed()} FROM tokens ORDER BY created_at, name"
+            )
             return [_token_from_row(row) for row in cursor.fetchall()]
 
         return self.run(False, every)
@@ -709,7 +844,7 @@ class SQLStore(Store):
             cursor.execute(
                 self.sql(
                     "UPDATE tokens SET revoked_at = COALESCE(revoked_at, ?) WHERE name = ?"
-                    f" RETURNING {_TOKEN_COLUMNS}"
+                    f" RETURNING {TOKEN_COLUMNS.listed()}"
                 ),
                 (now, name),
             )
@@ -730,83 +865,84 @@ class SQLSubscriberStore:
     The subscriber role of an :class:`SQLStore`.
 
     The database is the source of truth for :meth:`get`, :meth:`list` and every write;
-    :meth:`match` answers from an in-memory index kept up to date by those writes and by
-    :meth:`refresh`.
+    :meth:`match` and :meth:`find` answer from :attr:`cache`, kept up to date by those
+    writes, by :meth:`refresh`, and by the changes other processes announce.
+
+    :param store: the store whose database holds the subscribers.
+    :param refresh_interval: seconds between the cache's periodic refreshes, or ``None``.
+
+    :ivar cache: the :class:`~twisted_hooks.store.cache.SubscriberCache`.
     """
 
-    def __init__(self, store: SQLStore) -> None:
+    def __init__(self, store: SQLStore, refresh_interval: float | None = None) -> None:
         self._store = store
-        self._cache = MemorySubscriberStore()
-        # While a refresh reads the table, the writes made meanwhile (id -> new value, or
-        # None when removed) are noted here and applied over what it read.
-        self._recorders: list[dict[str, Subscriber | None]] = []
+        self.cache = SubscriberCache(
+            self._load_all, self._load_some, store._reactor, refresh_interval
+        )
 
-    def _put(self, subscriber: Subscriber) -> None:
-        self._discard_cached(subscriber.id)
-        self._cache.add(subscriber)
-        for recorder in self._recorders:
-            recorder[subscriber.id] = subscriber
+    def _load_all(self) -> Deferred[Sequence[Subscriber]]:
+        return self._store.run(False, self._select_all)
 
-    def _discard(self, subscriber_id: str) -> None:
-        self._discard_cached(subscriber_id)
-        for recorder in self._recorders:
-            recorder[subscriber_id] = None
+    def _load_some(self, subscriber_ids: Sequence[str]) -> Deferred[Sequence[Subscriber]]:
+        store = self._store
 
-    def _discard_cached(self, subscriber_id: str) -> None:
-        self._cache.remove(subscriber_id).addErrback(lambda f: f.trap(SubscriberNotFound))
+        def select(cursor: Cursor) -> Sequence[Subscriber]:
+            found: list[Subscriber] = []
+            for chunk in _chunks(subscriber_ids):
+                cursor.execute(
+                    store.sql(
+                        f"SELECT {SUBSCRIBER_COLUMNS.listed()} FROM subscribers"
+                        f" WHERE id IN ({', '.join('?' * len(chunk))})"
+                    ),
+                    chunk,
+                )
+                found.extend(_subscriber_from_row(row) for row in cursor.fetchall())
+            return found
+
+        return store.run(False, select)
 
     def refresh(self) -> Deferred[None]:
-        """Reload the in-memory index from the database."""
-        return Deferred.fromCoroutine(self._refresh())
-
-    async def _refresh(self) -> None:
-        recorder: dict[str, Subscriber | None] = {}
-        self._recorders.append(recorder)
-        try:
-            subscribers = await self._store.run(False, self._select_all)
-        finally:
-            self._recorders.remove(recorder)
-        by_id = {s.id: s for s in subscribers}
-        for subscriber_id, value in recorder.items():
-            if value is None:
-                by_id.pop(subscriber_id, None)
-            else:
-                by_id[subscriber_id] = value
-        self._cache = MemorySubscriberStore(by_id.values())
+        """Reload the cache from the database (:meth:`SubscriberCache.refresh
+        <twisted_hooks.store.cache.SubscriberCache.refresh>`)."""
+        return self.cache.refresh()
 
     def _select_all(self, cursor: Cursor) -> list[Subscriber]:
-        cursor.execute(f"SELECT {_SUBSCRIBER_COLUMNS} FROM subscribers ORDER BY created_at, id")
+        cursor.execute(
+            f"SELECT {SUBSCRIBER_COLUMNS.listed()} FROM subscribers ORDER BY created_at, id"
+        )
         return [_subscriber_from_row(row) for row in cursor.fetchall()]
 
     def add(self, subscriber: Subscriber) -> Deferred[Subscriber]:
         """Store a new subscriber; fails with
         :class:`~twisted_hooks.webhooks.subscribers.DuplicateSubscriber` for a known id."""
-        row = _subscriber_row(subscriber)
-        sql = self._store.sql(
-            f"INSERT INTO subscribers ({_SUBSCRIBER_COLUMNS})"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING"
+        store = self._store
+        params = SUBSCRIBER_COLUMNS.params(_subscriber_values(subscriber))
+        sql = store.sql(
+            f"INSERT INTO subscribers ({SUBSCRIBER_COLUMNS.listed()})"
+            f" VALUES ({SUBSCRIBER_COLUMNS.markers()}) ON CONFLICT (id) DO NOTHING"
         )
 
         def insert(cursor: Cursor) -> Subscriber:
-            cursor.execute(sql, row)
+            cursor.execute(sql, params)
             if cursor.rowcount != 1:
                 raise DuplicateSubscriber(f"a subscriber with id {subscriber.id!r} already exists")
+            store.announce(cursor, subscriber.id)
             return subscriber
 
-        return self._store.run(True, insert).addCallback(self._stored)
+        return store.run(True, insert).addCallback(self._stored)
 
     def _stored(self, subscriber: Subscriber) -> Subscriber:
-        self._put(subscriber)
+        self.cache.put(subscriber)
         return subscriber
 
     def _missing(self, failure: Failure) -> Failure:
         if failure.check(SubscriberNotFound):
-            self._discard(failure.value.args[0])  # type: ignore[union-attr]
+            self.cache.discard(failure.value.args[0])  # type: ignore[union-attr]
         return failure
 
     def _fetch(self, cursor: Cursor, subscriber_id: str) -> Subscriber:
         cursor.execute(
-            self._store.sql(f"SELECT {_SUBSCRIBER_COLUMNS} FROM subscribers WHERE id = ?"),
+            self._store.sql(f"SELECT {SUBSCRIBER_COLUMNS.listed()} FROM subscribers WHERE id = ?"),
             (subscriber_id,),
         )
         row = cursor.fetchone()
@@ -824,16 +960,17 @@ class SQLSubscriberStore:
         )
 
     def _replace(self, cursor: Cursor, subscriber: Subscriber) -> Subscriber:
-        row = _subscriber_row(subscriber)
+        store = self._store
+        values = _subscriber_values(subscriber)
+        changed = [name for name in SUBSCRIBER_COLUMNS.names if name != "id"]
         cursor.execute(
-            self._store.sql(
-                "UPDATE subscribers SET event = ?, url = ?, secret = ?, digest = ?,"
-                " content_type = ?, owner = ?, active = ?, headers = ?, previous_secrets = ?,"
-                " max_concurrency = ?, rate_limit = ?, created_at = ?, updated_at = ?"
+            store.sql(
+                f"UPDATE subscribers SET {', '.join(f'{name} = ?' for name in changed)}"
                 " WHERE id = ?"
             ),
-            (*row[1:], row[0]),
+            (*(values[name] for name in changed), values["id"]),
         )
+        store.announce(cursor, subscriber.id)
         return subscriber
 
     def update(self, subscriber: Subscriber) -> Deferred[Subscriber]:
@@ -849,18 +986,18 @@ class SQLSubscriberStore:
 
     def remove(self, subscriber_id: str) -> Deferred[None]:
         """Delete a subscriber (its deliveries are kept)."""
+        store = self._store
 
         def remove(cursor: Cursor) -> None:
-            cursor.execute(
-                self._store.sql("DELETE FROM subscribers WHERE id = ?"), (subscriber_id,)
-            )
+            cursor.execute(store.sql("DELETE FROM subscribers WHERE id = ?"), (subscriber_id,))
             if cursor.rowcount != 1:
                 raise SubscriberNotFound(subscriber_id)
+            store.announce(cursor, subscriber_id)
 
         def removed(_: None) -> None:
-            self._discard(subscriber_id)
+            self.cache.discard(subscriber_id)
 
-        return self._store.run(True, remove).addCallback(removed).addErrback(self._missing)
+        return store.run(True, remove).addCallback(removed).addErrback(self._missing)
 
     def deactivate(self, subscriber_id: str) -> Deferred[Subscriber]:
         """Mark a subscriber inactive; fires the stored value."""
@@ -883,7 +1020,7 @@ class SQLSubscriberStore:
                 return self._select_all(cursor)
             cursor.execute(
                 self._store.sql(
-                    f"SELECT {_SUBSCRIBER_COLUMNS} FROM subscribers WHERE owner = ?"
+                    f"SELECT {SUBSCRIBER_COLUMNS.listed()} FROM subscribers WHERE owner = ?"
                     " ORDER BY created_at, id"
                 ),
                 (owner,),
@@ -893,13 +1030,14 @@ class SQLSubscriberStore:
         return self._store.run(False, select)
 
     def match(self, event: str, owner: str | None) -> Deferred[Sequence[Subscriber]]:
-        """The active subscribers receiving ``event`` sent by ``owner``, from memory."""
-        return self._cache.match(event, owner)
+        """The active subscribers receiving ``event`` sent by ``owner``, from the cache."""
+        return succeed(self.cache.matching(event, owner))
 
     def find(self, subscriber_id: str) -> Subscriber | None:
-        """The subscriber as the in-memory index knows it (this process's writes at once,
-        other processes' after the next :meth:`refresh`), or ``None``."""
-        return self._cache.find(subscriber_id)
+        """The subscriber as the cache knows it (this process's writes at once, other
+        processes' after the next :meth:`refresh` or, on PostgreSQL, once their
+        notification arrives), or ``None``."""
+        return self.cache.find(subscriber_id)
 
 
 def _utcnow() -> datetime.datetime:
@@ -913,6 +1051,7 @@ def _utcnow() -> datetime.datetime:
 class _Enqueue:
     """One :meth:`SQLDeliveryStore.enqueue` call waiting for its transaction."""
 
+    ids: list[str]
     rows: list[tuple[Any, ...]]
     idempotency_key: str | None
     now: float
@@ -951,7 +1090,8 @@ class SQLDeliveryStore:
         transaction is committed."""
         store = self._store
         job = _Enqueue(
-            [_delivery_row(delivery) for delivery in deliveries],
+            [delivery.id for delivery in deliveries],
+            [DELIVERY_COLUMNS.params(_delivery_values(delivery)) for delivery in deliveries],
             idempotency_key,
             store._reactor.seconds(),
             Deferred(),
@@ -997,7 +1137,7 @@ class SQLDeliveryStore:
     def _enqueue_one(self, cursor: Cursor, job: _Enqueue) -> bool:
         store = self._store
         rows = job.rows
-        ids = [row[0] for row in rows]
+        ids = job.ids
         if job.idempotency_key is not None:
             cursor.execute(
                 store.sql(
@@ -1018,14 +1158,15 @@ class SQLDeliveryStore:
                 ),
                 chunk,
             )
-            found = cursor.fetchone()
-            if found is not None:
-                raise ValueError(f"delivery {found[0]!r} is already stored")
+            row = cursor.fetchone()
+            if row is not None:
+                (stored,) = row
+                raise ValueError(f"delivery {stored!r} is already stored")
         if rows:
             cursor.executemany(
                 store.sql(
-                    f"INSERT INTO deliveries ({_DELIVERY_COLUMNS})"
-                    f" VALUES ({', '.join('?' * len(_DELIVERY_FIELDS))})"
+                    f"INSERT INTO deliveries ({DELIVERY_COLUMNS.listed()})"
+                    f" VALUES ({DELIVERY_COLUMNS.markers()})"
                 ),
                 rows,
             )
@@ -1040,7 +1181,7 @@ class SQLDeliveryStore:
 
         def claim(cursor: Cursor) -> Sequence[Delivery]:
             rows = self._store.claim_rows(cursor, now, limit, now + lease)
-            return [_delivery_from_row(row) for row in rows]
+            return [_delivery_from_values(row) for row in rows]
 
         return self._store.run(True, claim)
 
@@ -1061,14 +1202,7 @@ class SQLDeliveryStore:
             if update.status == RETRYING and update.next_attempt_at is None:
                 return fail(ValueError(f"update of {update.delivery_id!r} retries without a time"))
         ids = sorted({u.delivery_id for u in updates})
-        attempt_sql = store.sql(
-            f"INSERT INTO attempts ({_ATTEMPT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT (delivery_id, number) DO UPDATE SET"
-            " started_at = excluded.started_at, duration = excluded.duration,"
-            " status_code = excluded.status_code, error_kind = excluded.error_kind,"
-            " error_message = excluded.error_message,"
-            " response_body = excluded.response_body, retry_after = excluded.retry_after"
-        )
+        attempt_sql = store.sql(ATTEMPT_COLUMNS.upsert())
         update_sql = store.sql(
             "UPDATE deliveries SET status = ?,"
             f" attempts = {store.greatest}(attempts, ?),"
@@ -1089,7 +1223,8 @@ class SQLDeliveryStore:
                     ),
                     chunk,
                 )
-                tokens.update((row[0], row[1]) for row in cursor.fetchall())
+                for delivery_id, claim_token in cursor.fetchall():
+                    tokens[delivery_id] = claim_token
             mine: list[DeliveryUpdate] = []
             stale: list[tuple[DeliveryUpdate, int | None]] = []
             for u in updates:
@@ -1102,7 +1237,9 @@ class SQLDeliveryStore:
                     mine.append(u)
             if not mine:
                 return stale
-            cursor.executemany(attempt_sql, [_attempt_row(u.attempt) for u in mine])
+            cursor.executemany(
+                attempt_sql, [ATTEMPT_COLUMNS.params(_attempt_values(u.attempt)) for u in mine]
+            )
             changes = []
             for u in mine:
                 attempt = u.attempt
@@ -1164,7 +1301,8 @@ class SQLDeliveryStore:
             row = cursor.fetchone()
             if row is None:
                 raise DeliveryNotFound(delivery_id)
-            return claim_token if claim_token is None else row[0]
+            (current,) = row
+            return claim_token if claim_token is None else current
 
         def released(current: int | None) -> None:
             if current != claim_token:
@@ -1179,17 +1317,25 @@ class SQLDeliveryStore:
         row = cursor.fetchone()
         if row is None:
             raise DeliveryNotFound(delivery_id)
-        return str(row[0])
+        (status,) = row
+        return str(status)
+
+    @staticmethod
+    def _earliest(cursor: Cursor) -> float | None:
+        row = cursor.fetchone()
+        if row is None:
+            return None
+        (earliest,) = row
+        return None if earliest is None else float(earliest)
 
     def next_due(self) -> Deferred[float | None]:
         """The earliest due time of a claimable delivery, or ``None``."""
 
         def earliest(cursor: Cursor) -> float | None:
             cursor.execute(
-                f"SELECT MIN(due_at) FROM deliveries{self._store.due_index} WHERE {_CLAIMABLE}"
+                f"SELECT MIN(due_at) FROM deliveries{self._store.due_index} WHERE {CLAIMABLE}"
             )
-            row = cursor.fetchone()
-            return None if row is None or row[0] is None else float(row[0])
+            return self._earliest(cursor)
 
         return self._store.run(False, earliest)
 
@@ -1199,7 +1345,9 @@ class SQLDeliveryStore:
 
         def get(cursor: Cursor) -> Delivery:
             cursor.execute(
-                self._store.sql(f"SELECT {_DELIVERY_COLUMNS} FROM deliveries WHERE id = ?"),
+                self._store.sql(
+                    f"SELECT {DELIVERY_COLUMNS.listed()} FROM deliveries WHERE id = ?"
+                ),
                 (delivery_id,),
             )
             row = cursor.fetchone()
@@ -1217,7 +1365,7 @@ class SQLDeliveryStore:
             self._exists(cursor, delivery_id)
             cursor.execute(
                 self._store.sql(
-                    f"SELECT {_ATTEMPT_COLUMNS} FROM attempts WHERE delivery_id = ?"
+                    f"SELECT {ATTEMPT_COLUMNS.listed()} FROM attempts WHERE delivery_id = ?"
                     " ORDER BY number"
                 ),
                 (delivery_id,),
@@ -1249,7 +1397,7 @@ class SQLDeliveryStore:
                 params.append(value)
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
         sql = self._store.sql(
-            f"SELECT {_DELIVERY_COLUMNS} FROM deliveries{where}"
+            f"SELECT {DELIVERY_COLUMNS.listed()} FROM deliveries{where}"
             " ORDER BY created_at DESC, seq DESC LIMIT ?"
         )
         params.append(max(0, limit))
@@ -1276,7 +1424,7 @@ class SQLDeliveryStore:
             cursor.execute(
                 store.sql(
                     f"{self._REVIVE} WHERE id = ? AND status = 'dead'"
-                    f" RETURNING {_DELIVERY_COLUMNS}"
+                    f" RETURNING {DELIVERY_COLUMNS.listed()}"
                 ),
                 (now, now, delivery_id),
             )
@@ -1348,10 +1496,9 @@ class SQLDeliveryStore:
             for status, count in cursor.fetchall():
                 counts[status] = int(count)
             cursor.execute(
-                f"SELECT MIN(due_at) FROM deliveries{self._store.due_index} WHERE {_CLAIMABLE}"
+                f"SELECT MIN(due_at) FROM deliveries{self._store.due_index} WHERE {CLAIMABLE}"
             )
-            row = cursor.fetchone()
-            earliest = None if row is None or row[0] is None else float(row[0])
+            earliest = self._earliest(cursor)
             age = now - earliest if earliest is not None and earliest <= now else None
             return DeliveryStats(counts, age)
 

@@ -26,14 +26,10 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 
-from twisted_hooks.store.schema import SQLITE
-from twisted_hooks.store.sql import (
-    CLAIMABLE,
-    DELIVERY_COLUMNS,
-    Cursor,
-    SQLStore,
-    check_refresh_interval,
-)
+from twisted_hooks.store.cache import check_refresh_interval
+from twisted_hooks.store.schema import CLAIMABLE, SQLITE
+from twisted_hooks.store.sql import DELIVERY_COLUMNS, Cursor, SQLStore
+from twisted_hooks.webhooks.delivery import IN_FLIGHT
 
 __all__ = ["SQLiteStore"]
 
@@ -160,20 +156,20 @@ class SQLiteStore(SQLStore):
 
     def claim_rows(
         self, cursor: Cursor, now: float, limit: int, lease_until: float
-    ) -> list[tuple[Any, ...]]:
+    ) -> list[dict[str, Any]]:
         """Select the due rows in due order and lease them (adding one to their claim
         tokens), inside the write transaction ``BEGIN IMMEDIATE`` opened: no other
         connection can claim between the two statements. (SQLite's ``RETURNING`` cannot
         give the due time a row had before the update, which orders the result, hence two
         statements.)"""
         cursor.execute(
-            f"SELECT {DELIVERY_COLUMNS} FROM deliveries{self.due_index}"
+            f"SELECT {DELIVERY_COLUMNS.listed()} FROM deliveries{self.due_index}"
             f" WHERE {CLAIMABLE} AND due_at <= ?"
             " ORDER BY due_at, seq LIMIT ?",
             (now, limit),
         )
-        rows = cursor.fetchall()
-        ids = [row[0] for row in rows]
+        rows = [DELIVERY_COLUMNS.named(row) for row in cursor.fetchall()]
+        ids = [row["id"] for row in rows]
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
             cursor.execute(
@@ -182,11 +178,21 @@ class SQLiteStore(SQLStore):
                 f" WHERE id IN ({', '.join('?' * len(chunk))})",
                 (lease_until, *chunk),
             )
-        # due_at is column 9, status column 10 and claim_token column 17 of
-        # DELIVERY_COLUMNS.
         return [
-            (*row[:9], lease_until, "in_flight", *row[11:17], (row[17] or 0) + 1) for row in rows
+            {
+                **row,
+                "due_at": lease_until,
+                "status": IN_FLIGHT,
+                "claim_token": (row["claim_token"] or 0) + 1,
+            }
+            for row in rows
         ]
+
+    def finish(self, connection: Any) -> None:
+        """Checkpoint the WAL into the file without waiting for other connections
+        (``PASSIVE``), on the pool's thread: the connection's close, on the reactor thread,
+        then has next to nothing left to write."""
+        connection.cursor().execute("PRAGMA wal_checkpoint(PASSIVE)")
 
     def describe_error(self, error: BaseException) -> str | None:
         """Say which file could not be opened, and why, in words a user can act on."""
