@@ -1168,6 +1168,40 @@ class SchemaAgreementTests(APITestCase):
         )
 
 
+class OpenAPIGoldenTests(SynchronousTestCase):
+    """The published OpenAPI document against the copy kept in ``tests/golden/``: a change
+    to the schema is deliberate, made with the golden file in the same commit."""
+
+    golden = HERE / "golden" / "openapi.json"
+
+    def test_document_is_the_golden_one(self) -> None:
+        """openapi_document() is exactly tests/golden/openapi.json (whose info.version is
+        the placeholder VERSION, as versions change with every release)."""
+        from twisted_hooks import __version__
+
+        document = openapi_document()
+        self.assertEqual(document["info"]["version"], __version__)
+        document["info"]["version"] = "VERSION"
+        expected = json.loads(self.golden.read_text(encoding="utf-8"))
+        # Through JSON, as it is served: tuples become lists, keys strings.
+        served = json.loads(json.dumps(document))
+        self.assertEqual(
+            served,
+            expected,
+            "the OpenAPI document changed; if on purpose, rewrite tests/golden/openapi.json "
+            "(info.version as VERSION) in the same commit and say why",
+        )
+
+    def test_base_url_is_the_one_server(self) -> None:
+        """Only the servers entry depends on base_url; the rest is the golden document."""
+        document = openapi_document("https://hooks.example.com")
+        self.assertEqual(document["servers"], [{"url": "https://hooks.example.com"}])
+        self.assertEqual(
+            {k: v for k, v in document.items() if k != "servers"},
+            {k: v for k, v in openapi_document().items() if k != "servers"},
+        )
+
+
 class URLTests(APITestCase):
     """The URLs of answers, and URLs that are not UTF-8."""
 
