@@ -47,6 +47,7 @@ from twisted_hooks.interfaces import (
     ISubscriberStore,
     IWebhookSender,
 )
+from twisted_hooks.webhooks._settings import BACKENDS, Settings
 from twisted_hooks.webhooks.buffer import BufferState, EventBuffer
 from twisted_hooks.webhooks.delivery import (
     DEAD,
@@ -75,7 +76,6 @@ from twisted_hooks.webhooks.health import (
 )
 from twisted_hooks.webhooks.logs import loggable_url
 from twisted_hooks.webhooks.patterns import pattern_matches, validate_event_name
-from twisted_hooks.webhooks.retry import RetryPolicy
 from twisted_hooks.webhooks.scheduler import HoldBack, Scheduler
 from twisted_hooks.webhooks.sender import HTTPSender, origin_of
 from twisted_hooks.webhooks.signing import generate_secret
@@ -87,7 +87,7 @@ from twisted_hooks.webhooks.subscribers import (
     resolve_subscribers,
     sender_ident,
 )
-from twisted_hooks.webhooks.validators import IPNetwork, RecipientPolicy
+from twisted_hooks.webhooks.validators import IPNetwork
 
 __all__ = [
     "BACKENDS",
@@ -107,8 +107,6 @@ KEYWORDS: tuple[str, ...] = ("name", "kind", "owner")
 WEBHOOK = "webhook"
 #: The ``kind`` of the application's own operational events.
 OPERATIONAL = "operational"
-#: The backends an event may name (Thorn's ``dispatcher`` argument).
-BACKENDS: frozenset[str] = frozenset({"default", "disabled"})
 
 _log = Logger(namespace="twisted_hooks.webhooks")
 
@@ -121,111 +119,6 @@ _Held = tuple["WebhookEvent", dict[str, bytes], Deferred["SendResult"]]
 
 class HooksNotRunning(RuntimeError):
     """A send reached an application that is not started (or is stopping)."""
-
-
-def _number(attribute: attrs.Attribute[float], value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"{attribute.name} must be a number of seconds, got {value!r}")
-
-
-def _positive(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
-    _number(attribute, value)
-    if not value > 0:
-        raise ValueError(f"{attribute.name} must be positive, got {value!r}")
-
-
-def _not_negative(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
-    _number(attribute, value)
-    if not value >= 0:
-        raise ValueError(f"{attribute.name} must be zero or positive, got {value!r}")
-
-
-def _at_least_one(instance: object, attribute: attrs.Attribute[int], value: int) -> None:
-    if isinstance(value, bool) or value < 1:
-        raise ValueError(f"{attribute.name} must be at least 1, got {value!r}")
-
-
-def _optional_positive(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if value is not None:
-        _positive(instance, attribute, value)
-
-
-def _backend(instance: object, attribute: attrs.Attribute[str], value: str) -> None:
-    if value not in BACKENDS:
-        raise ValueError(f"backend must be one of {sorted(BACKENDS)!r}, got {value!r}")
-
-
-@attrs.frozen
-class Settings:
-    """
-    The application's defaults.
-
-    :ivar timeout: the deadline of one attempt (connect, headers and body), in seconds.
-        Thorn's default was 3 s, which slow receivers miss; we use 10 s.
-    :ivar retry: the default retry policy.
-    :ivar policy: the recipient policy (validators and allow-listed networks).
-    :ivar max_concurrency: attempts under way at once, in all.
-    :ivar max_per_host: attempts under way at once to one host.
-    :ivar max_response_body: response bytes read before the connection is dropped.
-    :ivar lease: seconds a claimed delivery is leased; at least the timeout plus a margin.
-    :ivar batch: the most deliveries claimed at once, and the most attempt outcomes
-        recorded at once.
-    :ivar record_delay: the longest an attempt's outcome waits for others to share its
-        write to the delivery store, in seconds (``0``: written at once). 10 ms costs
-        little latency and turns a burst of outcomes into one transaction.
-    :ivar poll_interval: seconds between claims for stores shared with other processes.
-    :ivar phase: the dispatcher phase the webhook handler runs in.
-    :ivar backend: ``"default"`` (deliver) or ``"disabled"`` (deliver nothing).
-    :ivar circuit_failures: failed attempts in a row to one endpoint that open its
-        circuit. 5 tells a broken endpoint from a few unlucky attempts quickly.
-    :ivar circuit_cooldown: seconds an open circuit holds the endpoint's deliveries back
-        before one probe is let through. 30 s spares a struggling receiver without
-        delaying its recovery much.
-    :ivar disable_failures: failed attempts in a row after which an endpoint is
-        disabled (its subscriber deactivated, ``webhook.endpoint.disabled`` fired)...
-    :ivar disable_period: ...provided they span at least this many seconds. Both must
-        hold: 50 failures over 24 hours, as Svix and Hook0 disable endpoints that have
-        failed for a day, so a short outage never disables anyone.
-    :ivar busy_retry: seconds after which a delivery held back by its endpoint's full
-        ``max_concurrency`` (or by a half-open circuit whose probe is out) is tried again.
-    :ivar keep_delivered: seconds delivered deliveries are kept (with their attempts)
-        before :meth:`Hooks.prune` deletes them; ``None`` keeps them. Dead ones are always
-        kept. Default: 7 days.
-    :ivar keep_keys: seconds a published event's id is remembered for idempotent
-        publishing. Default: 24 hours, as most webhook APIs do.
-    :ivar prune_interval: seconds between the running application's prunes.
-    :ivar health_save_delay: seconds endpoint health changes are collected before they
-        are written to the health store (one write for all of them).
-    """
-
-    timeout: float = attrs.field(default=10.0, validator=_positive)
-    retry: RetryPolicy = attrs.field(factory=RetryPolicy)
-    policy: RecipientPolicy = attrs.field(factory=RecipientPolicy)
-    max_concurrency: int = attrs.field(default=256, validator=_at_least_one)
-    max_per_host: int = attrs.field(default=16, validator=_at_least_one)
-    max_response_body: int = 64 * 1024
-    lease: float = attrs.field(default=60.0, validator=_positive)
-    batch: int = attrs.field(default=100, validator=_at_least_one)
-    record_delay: float = attrs.field(default=0.01, validator=_not_negative)
-    poll_interval: float | None = None
-    phase: str = "during"
-    backend: str = attrs.field(default="default", validator=_backend)
-    circuit_failures: int = attrs.field(default=5, validator=_at_least_one)
-    circuit_cooldown: float = attrs.field(default=30.0, validator=_positive)
-    disable_failures: int = attrs.field(default=50, validator=_at_least_one)
-    disable_period: float = attrs.field(default=86_400.0, validator=_not_negative)
-    busy_retry: float = attrs.field(default=1.0, validator=_positive)
-    health_save_delay: float = attrs.field(default=1.0, validator=_not_negative)
-    keep_delivered: float | None = attrs.field(default=7 * 86400.0, validator=_optional_positive)
-    keep_keys: float = attrs.field(default=86400.0, validator=_positive)
-    prune_interval: float = attrs.field(default=3600.0, validator=_positive)
-
-    def __attrs_post_init__(self) -> None:
-        if self.lease <= self.timeout:
-            raise ValueError(
-                f"lease ({self.lease:g} s) must be longer than the attempt timeout "
-                f"({self.timeout:g} s), or a delivery could be claimed twice"
-            )
 
 
 @attrs.frozen
