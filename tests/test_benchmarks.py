@@ -289,3 +289,36 @@ def test_backlog_reports_memory_and_draining() -> None:
     assert isinstance(delivered, int) and 0 < delivered <= 3000
     assert line["dead"] == 0
     assert line["python"] == platform.python_version()
+
+
+def test_engine_prints_one_line_with_a_positive_cost() -> None:
+    """engine.py --quick prints one JSON line: the engine's cost per event (median and
+    best, positive microseconds) over its events and rounds, with no errors."""
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "engine.py"), "--quick"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    (line,) = (json.loads(text) for text in result.stdout.splitlines())
+    assert (line["benchmark"], line["name"]) == ("engine", "engine")
+    assert (line["events"], line["rounds"], line["errors"]) == (50, 2, 0)
+    for key in ("us_per_event", "us_per_event_best"):
+        assert isinstance(line[key], int | float) and line[key] > 0, (key, line)
+    assert line["us_per_event_best"] <= line["us_per_event"]
+
+
+def test_engine_refuses_a_zero_count() -> None:
+    """engine.py --count 0 is refused with a message naming the option."""
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "engine.py"), "--count", "0"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "--count" in result.stderr
+    assert result.stdout == ""
