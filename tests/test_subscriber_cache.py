@@ -876,3 +876,15 @@ def test_service_hears_the_command_on_postgresql(tmp_path: Path, receiver: Recei
         service.kill()
         with psycopg.connect(POSTGRES_DSN, autocommit=True, connect_timeout=5) as c:
             c.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+
+
+class PostgresURLTests(SynchronousTestCase):
+    def test_is_postgres_url(self) -> None:
+        """PostgreSQL URLs and libpq connection strings are told apart from the other store
+        URLs (the service then relies on notifications, the command does not listen)."""
+        from twisted_hooks.store import is_postgres_url
+
+        for url in ("postgresql://u@h/db", "postgres://h/db", "host=h dbname=db"):
+            self.assertTrue(is_postgres_url(url), url)
+        for url in ("sqlite:hooks.sqlite3", "memory:", "sqlite:///a=b"):
+            self.assertFalse(is_postgres_url(url), url)

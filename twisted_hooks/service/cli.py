@@ -62,7 +62,7 @@ from twisted_hooks.service.config import (
     load_config,
 )
 from twisted_hooks.service.tokens import create_token
-from twisted_hooks.store import Store, StoreError, open_store
+from twisted_hooks.store import Store, StoreError, is_postgres_url, open_store
 from twisted_hooks.webhooks import Hooks
 from twisted_hooks.webhooks.signing import (
     SignatureError,
@@ -228,7 +228,9 @@ def _run(work: Callable[[Any], Coroutine[Any, Any, None]]) -> None:
 
 async def _open(config: ServiceConfig, reactor: Any) -> Store:
     try:
-        return await open_store(config.database, reactor)
+        # A one-shot command has no subscriber cache to keep fresh: no LISTEN connection.
+        options = {"listen": False} if is_postgres_url(config.database) else {}
+        return await open_store(config.database, reactor, **options)
     except ValueError as error:
         raise _UsageError(str(error)) from None
     except StoreError as error:

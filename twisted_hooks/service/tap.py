@@ -64,7 +64,8 @@ from twisted_hooks.service.config import (
     ServiceConfig,
     load_config,
 )
-from twisted_hooks.store import Store, StoreError, make_store, open_store
+from twisted_hooks.store import Store, StoreError, is_postgres_url, make_store, open_store
+from twisted_hooks.store.postgres import NOTIFY_FALLBACK_REFRESH
 from twisted_hooks.webhooks import Hooks
 
 __all__ = [
@@ -334,8 +335,12 @@ class HooksService(MultiService):
         )
         options: dict[str, Any] = {}
         if config.database != "memory:" and config.settings.poll_interval is not None:
-            # Subscribers added by the twisted-hooks command (or another node) are seen.
-            options["refresh_interval"] = config.settings.poll_interval
+            # Subscribers added by the twisted-hooks command (or another node) are seen:
+            # on PostgreSQL at once (LISTEN/NOTIFY), the periodic reload only a fallback.
+            refresh = config.settings.poll_interval
+            if is_postgres_url(config.database):
+                refresh = max(refresh, NOTIFY_FALLBACK_REFRESH)
+            options["refresh_interval"] = refresh
         self.store = await self._open_store(config.database, self._reactor, **options)
         if not self.running:
             return

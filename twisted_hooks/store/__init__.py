@@ -74,6 +74,7 @@ __all__ = [
     "SubscriberCache",
     "Token",
     "TokenNotFound",
+    "is_postgres_url",
     "make_store",
     "open_store",
 ]
@@ -108,11 +109,17 @@ def make_store(url: str, reactor: IReactorTime | None = None, **options: Any) ->
         if not rest:
             raise ValueError(f"store URL {url!r} has no file path; use 'sqlite:PATH'")
         return SQLiteStore(rest, reactor, **options)
-    if url.startswith(("postgresql://", "postgres://")) or (
-        "=" in url and ("dbname=" in url or "host=" in url)
-    ):
+    if is_postgres_url(url):
         return PostgresStore(url, reactor, **options)
     raise ValueError(f"unknown store URL {url!r}; use {URL_FORMS}")
+
+
+def is_postgres_url(url: str) -> bool:
+    """Whether ``url`` names a PostgreSQL database (a ``postgresql://`` or ``postgres://``
+    URL, or a libpq ``key=value`` connection string)."""
+    return url.startswith(("postgresql://", "postgres://")) or (
+        "=" in url and ("dbname=" in url or "host=" in url)
+    )
 
 
 def open_store(

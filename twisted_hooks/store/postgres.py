@@ -36,13 +36,18 @@ from twisted_hooks.store.cache import check_refresh_interval
 from twisted_hooks.store.schema import CLAIMABLE, POSTGRESQL
 from twisted_hooks.store.sql import DELIVERY_COLUMNS, Cursor, SQLStore
 
-__all__ = ["SUBSCRIBER_CHANNEL", "PostgresStore", "describe_dsn"]
+__all__ = ["NOTIFY_FALLBACK_REFRESH", "SUBSCRIBER_CHANNEL", "PostgresStore", "describe_dsn"]
 
 log = Logger()
 
 #: The ``NOTIFY`` channel of subscriber changes. A payload is the announcing store's node
 #: id, a space, and the id of the subscriber added, updated or removed.
 SUBSCRIBER_CHANNEL = "twisted_hooks_subscribers"
+
+#: The service's least ``refresh_interval`` on PostgreSQL, in seconds: changes arrive at once
+#: through :data:`SUBSCRIBER_CHANNEL`, and the periodic reload of the whole subscriber table
+#: is only the fallback for a notification lost while the listening connection was down.
+NOTIFY_FALLBACK_REFRESH = 60.0
 
 #: The longest the notification thread waits without looking whether it should stop.
 _WAKE_EVERY = 1.0
