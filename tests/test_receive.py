@@ -1,131 +1,29 @@
 """
-``twisted-hooks receive`` in process: Standard Webhooks ``v1a`` (Ed25519) verification,
-and the receiver resource (:mod:`twisted_hooks.service._receive`) driven through
-``treq.testing.StubTreq`` with a ``Clock``. The real command, receiving from the real
-service, is tested in tests/test_service_cli_e2e.py.
+``twisted-hooks receive`` in process: the receiver resource
+(:mod:`twisted_hooks.service._receive`) driven through ``treq.testing.StubTreq`` with a
+``Clock``. Standard Webhooks ``v1a`` (Ed25519) verification itself is tested with the
+other verifications in tests/test_signing.py; the real command, receiving from the real
+service, in tests/test_service_cli_e2e.py.
 """
 
 from __future__ import annotations
 
-import base64
 import io
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from treq.testing import StubTreq
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from twisted_hooks.service._receive import (
-    Checks,
-    ReceiverResource,
-    load_public_key,
-    verify_v1a,
-)
+from tests._ed25519 import key_pair, v1a_headers
+from twisted_hooks.service._receive import Checks, ReceiverResource
 from twisted_hooks.service.cli import main
 from twisted_hooks.webhooks.delivery import Delivery
 from twisted_hooks.webhooks.sender import delivery_headers
-from twisted_hooks.webhooks.signing import (
-    InvalidTimestamp,
-    MissingSignatureHeader,
-    NoMatchingSignature,
-    TimestampOutOfTolerance,
-    generate_secret,
-)
+from twisted_hooks.webhooks.signing import generate_secret, load_public_key
 from twisted_hooks.webhooks.subscribers import Subscriber
 
 NOW = 1_700_000_000
-
-
-def key_pair() -> tuple[Ed25519PrivateKey, str]:
-    """A new Ed25519 private key and its public key as ``whpk_`` text."""
-    private = Ed25519PrivateKey.generate()
-    raw = private.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
-    return private, "whpk_" + base64.b64encode(raw).decode("ascii")
-
-
-def v1a_headers(
-    private: Ed25519PrivateKey, body: bytes, msg_id: str = "msg_1", timestamp: int = NOW
-) -> dict[str, str]:
-    """Headers signed as Standard Webhooks' asymmetric scheme signs them."""
-    content = f"{msg_id}.{timestamp}.".encode() + body
-    signature = base64.b64encode(private.sign(content)).decode("ascii")
-    return {
-        "webhook-id": msg_id,
-        "webhook-timestamp": str(timestamp),
-        "webhook-signature": f"v1,AAAA v1a,{signature}",
-    }
-
-
-# -- v1a -------------------------------------------------------------------------------------
-
-
-def test_v1a_valid() -> None:
-    """A request signed with the private key verifies with the ``whpk_`` public key, as
-    text or as a loaded key, in any header letter case."""
-    private, public = key_pair()
-    body = b'{"order": 42}'
-    headers = v1a_headers(private, body)
-    verify_v1a(public, headers, body, now=NOW)
-    verify_v1a(load_public_key(public), {k.upper(): v for k, v in headers.items()}, body, NOW)
-
-
-def test_v1a_refused() -> None:
-    """A changed body, another key, a changed id, or no v1a entry: no matching
-    signature."""
-    private, public = key_pair()
-    _, other = key_pair()
-    body = b'{"order": 42}'
-    headers = v1a_headers(private, body)
-    with pytest.raises(NoMatchingSignature, match="1 v1a entries checked"):
-        verify_v1a(public, headers, body + b" ", now=NOW)
-    with pytest.raises(NoMatchingSignature):
-        verify_v1a(other, headers, body, now=NOW)
-    with pytest.raises(NoMatchingSignature):
-        verify_v1a(public, {**headers, "webhook-id": "msg_2"}, body, now=NOW)
-    with pytest.raises(NoMatchingSignature, match="0 v1a entries checked"):
-        verify_v1a(public, {**headers, "webhook-signature": "v1,AAAA"}, body, now=NOW)
-    with pytest.raises(NoMatchingSignature):
-        verify_v1a(public, {**headers, "webhook-signature": "v1a,not*base64"}, body, now=NOW)
-
-
-def test_v1a_timestamp_and_headers() -> None:
-    """The timestamp and the headers are checked as ``verify_standard`` checks them."""
-    private, public = key_pair()
-    body = b"{}"
-    headers = v1a_headers(private, body, timestamp=NOW - 3600)
-    with pytest.raises(TimestampOutOfTolerance, match="too old"):
-        verify_v1a(public, headers, body, now=NOW)
-    verify_v1a(public, headers, body, now=NOW, tolerance=3700)
-    with pytest.raises(InvalidTimestamp):
-        verify_v1a(public, {**headers, "webhook-timestamp": "soon"}, body, now=NOW)
-    with pytest.raises(MissingSignatureHeader, match="webhook-id"):
-        verify_v1a(public, {k: v for k, v in headers.items() if k != "webhook-id"}, body)
-    with pytest.raises(ValueError, match="tolerance"):
-        verify_v1a(public, headers, body, now=NOW, tolerance=-1)
-
-
-@pytest.mark.parametrize(
-    ("text", "why"),
-    [
-        ("AAAA", "starts with 'whpk_'"),
-        ("whpk_***", "not standard base64"),
-        ("whpk_" + base64.b64encode(b"x" * 31).decode(), "decodes to 31 bytes"),
-        ("whsec_" + base64.b64encode(b"x" * 32).decode(), "starts with 'whpk_'"),
-    ],
-)
-def test_bad_public_keys(text: str, why: str) -> None:
-    """A public key that is not ``whpk_`` and 32 bytes of base64 is refused, saying why."""
-    with pytest.raises(ValueError, match=why.replace("(", r"\(")):
-        load_public_key(text)
-
-
-def test_public_key_without_padding() -> None:
-    """The base64 padding of a public key may be left out."""
-    private, public = key_pair()
-    body = b"{}"
-    verify_v1a(public.rstrip("="), v1a_headers(private, body), body, now=NOW)
 
 
 # -- the receiver resource -------------------------------------------------------------------

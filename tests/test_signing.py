@@ -18,6 +18,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
+from tests._ed25519 import key_pair, v1a_headers
 from twisted_hooks.webhooks.signing import (
     DEFAULT_TOLERANCE,
     DIGEST_METHODS,
@@ -28,6 +29,7 @@ from twisted_hooks.webhooks.signing import (
     SignatureError,
     TimestampOutOfTolerance,
     generate_secret,
+    load_public_key,
     sign,
     sign_standard,
     signature_headers,
@@ -35,6 +37,7 @@ from twisted_hooks.webhooks.signing import (
     standard_signature,
     thorn_signature,
     verify,
+    verify_ed25519,
     verify_standard,
 )
 
@@ -768,3 +771,114 @@ def test_package_round_trip_property(key: bytes, msg_id: str, body: str, strip: 
     )
     assert theirs["webhook-signature"] == ours["webhook-signature"]
     verify_standard(secret, theirs, body.encode("utf-8"), now=now)
+
+
+# -- Ed25519 (v1a) -----------------------------------------------------------------------------
+
+
+def test_verify_ed25519_valid() -> None:
+    """A request signed with the private key verifies with the ``whpk_`` public key, as
+    text or as a loaded key, in any header letter case."""
+    private, public = key_pair()
+    body = b'{"order": 42}'
+    headers = v1a_headers(private, body, timestamp=NOW)
+    verify_ed25519(public, headers, body, now=NOW)
+    verify_ed25519(load_public_key(public), {k.upper(): v for k, v in headers.items()}, body, NOW)
+
+
+def test_verify_ed25519_refused() -> None:
+    """A changed body, another key, a changed id, or no v1a entry: no matching
+    signature."""
+    private, public = key_pair()
+    _, other = key_pair()
+    body = b'{"order": 42}'
+    headers = v1a_headers(private, body, timestamp=NOW)
+    with pytest.raises(NoMatchingSignature, match="1 v1a entries checked"):
+        verify_ed25519(public, headers, body + b" ", now=NOW)
+    with pytest.raises(NoMatchingSignature):
+        verify_ed25519(other, headers, body, now=NOW)
+    with pytest.raises(NoMatchingSignature):
+        verify_ed25519(public, {**headers, "webhook-id": "msg_2"}, body, now=NOW)
+    with pytest.raises(NoMatchingSignature, match="0 v1a entries checked"):
+        verify_ed25519(public, {**headers, "webhook-signature": "v1,AAAA"}, body, now=NOW)
+    with pytest.raises(NoMatchingSignature):
+        verify_ed25519(public, {**headers, "webhook-signature": "v1a,not*base64"}, body, now=NOW)
+
+
+def test_verify_ed25519_timestamp_and_headers() -> None:
+    """The timestamp and the headers are checked as ``verify_standard`` checks them."""
+    private, public = key_pair()
+    body = b"{}"
+    headers = v1a_headers(private, body, timestamp=NOW - 3600)
+    with pytest.raises(TimestampOutOfTolerance, match="too old"):
+        verify_ed25519(public, headers, body, now=NOW)
+    verify_ed25519(public, headers, body, now=NOW, tolerance=3700)
+    with pytest.raises(InvalidTimestamp):
+        verify_ed25519(public, {**headers, "webhook-timestamp": "soon"}, body, now=NOW)
+    with pytest.raises(MissingSignatureHeader, match="webhook-id"):
+        verify_ed25519(public, {k: v for k, v in headers.items() if k != "webhook-id"}, body)
+    with pytest.raises(ValueError, match="tolerance"):
+        verify_ed25519(public, headers, body, now=NOW, tolerance=-1)
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        ("AAAA", "starts with 'whpk_'"),
+        ("whpk_***", "not standard base64"),
+        ("whpk_" + base64.b64encode(b"x" * 31).decode(), "decodes to 31 bytes"),
+        ("whsec_" + base64.b64encode(b"x" * 32).decode(), "starts with 'whpk_'"),
+    ],
+)
+def test_load_public_key_refuses_bad_keys(text: str, why: str) -> None:
+    """A public key that is not ``whpk_`` and 32 bytes of base64 is refused, saying why."""
+    with pytest.raises(ValueError, match=why.replace("(", r"\(")):
+        load_public_key(text)
+
+
+def test_load_public_key_without_padding() -> None:
+    """The base64 padding of a public key may be left out."""
+    private, public = key_pair()
+    body = b"{}"
+    verify_ed25519(public.rstrip("="), v1a_headers(private, body, timestamp=NOW), body, now=NOW)
+
+
+def test_verify_ed25519_and_verify_standard_read_requests_alike() -> None:
+    """The two verifications read the headers and check the timestamp with one
+    implementation: for the same bad request they raise the same error, with the same
+    message, before looking at any signature."""
+    private, public = key_pair()
+    body = b"{}"
+    v1a = v1a_headers(private, body, timestamp=NOW)
+    v1 = _headers(body=body)
+    signed = {
+        **v1,
+        "webhook-signature": f"{v1['webhook-signature']} {v1a['webhook-signature']}",
+    }
+    verify_ed25519(public, signed, body, now=NOW)
+    verify_standard(SECRET, signed, body, now=NOW)
+    bad_requests: list[tuple[dict[str, str], float]] = [
+        ({**signed, "webhook-timestamp": "12:00"}, NOW),
+        ({k: v for k, v in signed.items() if k != "webhook-signature"}, NOW),
+        ({**signed, "WEBHOOK-ID": "msg_2"}, NOW),
+        (signed, NOW + 301),
+        (signed, NOW - 301),
+    ]
+    for headers, now in bad_requests:
+        with pytest.raises(SignatureError) as by_key:
+            verify_ed25519(public, headers, body, now=now)
+        with pytest.raises(SignatureError) as by_secret:
+            verify_standard(SECRET, headers, body, now=now)
+        assert type(by_key.value) is type(by_secret.value), headers
+        assert str(by_key.value) == str(by_secret.value)
+        assert not isinstance(by_key.value, NoMatchingSignature)
+
+
+def test_verify_ed25519_malformed_key_text() -> None:
+    """A malformed ``whpk_`` text given to the verification is a ValueError naming the
+    problem, not a SignatureError: it is the receiver's configuration that is wrong."""
+    private, _ = key_pair()
+    body = b"{}"
+    with pytest.raises(ValueError, match="decodes to 3 bytes") as raised:
+        verify_ed25519("whpk_AAAA", v1a_headers(private, body, timestamp=NOW), body, now=NOW)
+    assert not isinstance(raised.value, SignatureError)

@@ -7,15 +7,13 @@ status chosen, so that a developer can watch a subscription work, and watch the 
 retry when the status is not a ``2xx``. ``Hook-HMAC`` and the Standard Webhooks ``v1``
 signature are checked with :func:`~twisted_hooks.webhooks.signing.verify` and
 :func:`~twisted_hooks.webhooks.signing.verify_standard` and a secret; Standard Webhooks'
-asymmetric ``v1a`` signatures (Ed25519) with :func:`verify_v1a` and a ``whpk_`` public
-key.
+asymmetric ``v1a`` signatures (Ed25519) with
+:func:`~twisted_hooks.webhooks.signing.verify_ed25519` and a ``whpk_`` public key.
 """
 
 from __future__ import annotations
 
 import argparse
-import base64
-import binascii
 import json
 import math
 import time
@@ -26,7 +24,6 @@ from typing import Any, TextIO
 from urllib.parse import parse_qsl
 
 import attrs
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IReactorTime
@@ -35,119 +32,24 @@ from twisted.web.server import Request, Site
 
 from twisted_hooks.service._arguments import CommandError, UsageError
 from twisted_hooks.webhooks.signing import (
-    _TIMESTAMP_RE,
     DEFAULT_TOLERANCE,
-    InvalidTimestamp,
-    NoMatchingSignature,
     SignatureError,
     TimestampOutOfTolerance,
-    _header,
-    _signed_content,
+    load_public_key,
     standard_key,
     verify,
+    verify_ed25519,
     verify_standard,
 )
 
 __all__ = [
-    "PUBLIC_KEY_PREFIX",
     "Checks",
     "ReceiverResource",
-    "load_public_key",
     "run_receiver",
     "tolerance_hint",
-    "verify_v1a",
 ]
 
-#: The prefix of a Standard Webhooks public key: ``whpk_`` and the standard base64 of the
-#: 32 bytes of an Ed25519 public key.
-PUBLIC_KEY_PREFIX = "whpk_"
-
 _NOT_CHECKED = "not checked: no --secret given"
-
-
-def load_public_key(text: str) -> Ed25519PublicKey:
-    """
-    The Ed25519 public key of a ``whpk_<base64 of 32 bytes>`` text.
-
-    :raise ValueError: saying what is wrong with the text (never repeating it).
-    """
-    if not text.startswith(PUBLIC_KEY_PREFIX):
-        raise ValueError(
-            f"a public key starts with {PUBLIC_KEY_PREFIX!r} followed by the base64 of the "
-            "32 bytes of an Ed25519 public key"
-        )
-    encoded = text[len(PUBLIC_KEY_PREFIX) :]
-    try:
-        raw = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
-    except (binascii.Error, ValueError):
-        raise ValueError(
-            f"the public key after {PUBLIC_KEY_PREFIX!r} is not standard base64"
-        ) from None
-    if len(raw) != 32:
-        raise ValueError(
-            f"the public key after {PUBLIC_KEY_PREFIX!r} decodes to {len(raw)} bytes; an "
-            "Ed25519 public key has 32"
-        )
-    return Ed25519PublicKey.from_public_bytes(raw)
-
-
-def verify_v1a(
-    public_key: Ed25519PublicKey | str,
-    headers: Mapping[str, str],
-    body: str | bytes,
-    now: float | None = None,
-    tolerance: float = DEFAULT_TOLERANCE,
-) -> None:
-    """
-    Check a Standard Webhooks asymmetric signature: one ``v1a,<base64>`` entry of
-    ``webhook-signature`` is the Ed25519 signature of ``<webhook-id>.<webhook-timestamp>.
-    <body>``; the timestamp is checked as
-    :func:`~twisted_hooks.webhooks.signing.verify_standard` checks it.
-
-    :param public_key: the sender's public key, or its ``whpk_`` text.
-    :param headers: the request's headers; names are looked up in any letter case.
-    :param body: the raw request body.
-    :param now: the receiver's time in seconds since the epoch; :func:`time.time` if
-        ``None``.
-    :param tolerance: how many seconds ``webhook-timestamp`` may be from ``now``.
-    :raises SignatureError: as :func:`~twisted_hooks.webhooks.signing.verify_standard`
-        does (a missing header, a bad or out-of-tolerance timestamp), and
-        :class:`~twisted_hooks.webhooks.signing.NoMatchingSignature` when no ``v1a``
-        entry is the key's signature.
-    :raises ValueError: for a malformed ``whpk_`` text or a negative tolerance.
-    """
-    if not tolerance >= 0:
-        raise ValueError(f"tolerance must be a number of seconds >= 0, not {tolerance!r}")
-    key = load_public_key(public_key) if isinstance(public_key, str) else public_key
-    msg_id = _header(headers, "webhook-id")
-    timestamp_text = _header(headers, "webhook-timestamp")
-    signature = _header(headers, "webhook-signature")
-    if not _TIMESTAMP_RE.fullmatch(timestamp_text):
-        raise InvalidTimestamp(
-            "webhook-timestamp must be whole seconds since the epoch (digits only), "
-            f"not {timestamp_text[:40]!r}"
-        )
-    timestamp = int(timestamp_text)
-    age = (time.time() if now is None else now) - timestamp
-    if abs(age) > tolerance:
-        raise TimestampOutOfTolerance(timestamp, age, tolerance)
-    content = _signed_content(msg_id, timestamp_text, body)
-    entries = 0
-    for entry in signature.split():
-        version, comma, encoded = entry.partition(",")
-        if version != "v1a" or not comma:
-            continue
-        entries += 1
-        try:
-            key.verify(base64.b64decode(encoded, validate=True), content)
-        except (binascii.Error, ValueError, InvalidSignature):
-            continue
-        return
-    raise NoMatchingSignature(
-        f"no v1a entry of webhook-signature is this public key's signature of the request "
-        f"({entries} v1a entries checked): check the public key, verify the raw body bytes, "
-        "and make sure webhook-id and webhook-timestamp reach you unchanged"
-    )
 
 
 def tolerance_hint(error: SignatureError) -> str:
@@ -216,7 +118,7 @@ class Checks:
     def _asymmetric(self, headers: Mapping[str, str], body: bytes, now: float) -> str:
         assert self.public_key is not None
         try:
-            verify_v1a(self.public_key, headers, body, now=now, tolerance=self.tolerance)
+            verify_ed25519(self.public_key, headers, body, now=now, tolerance=self.tolerance)
         except SignatureError as error:
             return f"invalid: {error}"
         return "valid"

@@ -22,7 +22,9 @@ Every delivery carries two independent signatures, both computed again at each a
 
 On the sending side the delivery engine calls :func:`signature_headers` once per attempt.
 A receiver verifies with :func:`verify_standard` (or the ``standardwebhooks`` package, or
-any other Standard Webhooks library), or checks ``Hook-HMAC`` with :func:`verify`. In a
+any other Standard Webhooks library), or checks ``Hook-HMAC`` with :func:`verify`. A sender
+that signs with Standard Webhooks' asymmetric scheme (``v1a`` entries, Ed25519) is verified
+with :func:`verify_ed25519` and its ``whpk_`` public key. In a
 Twisted :class:`~twisted.web.resource.Resource`, for instance::
 
     from twisted_hooks.webhooks.signing import SignatureError, verify_standard
@@ -64,9 +66,13 @@ import secrets as _secrets
 import time
 from collections.abc import Mapping, Sequence
 
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
 __all__ = [
     "DEFAULT_TOLERANCE",
     "DIGEST_METHODS",
+    "PUBLIC_KEY_PREFIX",
     "SECRET_PREFIX",
     "InvalidSecret",
     "InvalidTimestamp",
@@ -75,6 +81,7 @@ __all__ = [
     "SignatureError",
     "TimestampOutOfTolerance",
     "generate_secret",
+    "load_public_key",
     "sign",
     "sign_standard",
     "signature_headers",
@@ -82,6 +89,7 @@ __all__ = [
     "standard_signature",
     "thorn_signature",
     "verify",
+    "verify_ed25519",
     "verify_standard",
 ]
 
@@ -90,6 +98,10 @@ DIGEST_METHODS: frozenset[str] = frozenset({"sha1", "sha224", "sha256", "sha384"
 
 #: The prefix that marks a secret as ``whsec_<base64 of the key>``.
 SECRET_PREFIX = "whsec_"
+
+#: The prefix of a Standard Webhooks public key: ``whpk_`` and the standard base64 of the
+#: 32 bytes of an Ed25519 public key.
+PUBLIC_KEY_PREFIX = "whpk_"
 
 #: How far, in seconds, a ``webhook-timestamp`` may be from the receiver's clock.
 DEFAULT_TOLERANCE = 300
@@ -473,6 +485,39 @@ def _v1_signatures(header: str) -> tuple[list[bytes], int]:
     return found, skipped
 
 
+def _signed_request(
+    headers: Mapping[str, str], body: str | bytes, now: float | None, tolerance: float
+) -> tuple[bytes, str]:
+    """
+    Read the three Standard Webhooks headers of a request and check its timestamp: what
+    :func:`verify_standard` and :func:`verify_ed25519` both do before their signatures.
+
+    :return: The bytes the signatures cover (``<webhook-id>.<webhook-timestamp>.<body>``)
+        and the ``webhook-signature`` value.
+
+    :raises ValueError: if ``tolerance`` is negative.
+    :raises MissingSignatureHeader: if a header is absent or empty.
+    :raises InvalidTimestamp: if ``webhook-timestamp`` is not whole seconds.
+    :raises TimestampOutOfTolerance: if the timestamp is too old or too new.
+    """
+    if not tolerance >= 0:
+        raise ValueError(f"tolerance must be a number of seconds >= 0, not {tolerance!r}")
+    msg_id = _header(headers, _HEADER_ID)
+    timestamp_text = _header(headers, _HEADER_TIMESTAMP)
+    signature = _header(headers, _HEADER_SIGNATURE)
+
+    if not _TIMESTAMP_RE.fullmatch(timestamp_text):
+        raise InvalidTimestamp(
+            "webhook-timestamp must be whole seconds since the epoch (digits only), "
+            f"not {timestamp_text[:40]!r}"
+        )
+    timestamp = int(timestamp_text)
+    age = (time.time() if now is None else now) - timestamp
+    if abs(age) > tolerance:
+        raise TimestampOutOfTolerance(timestamp, age, tolerance)
+    return _signed_content(msg_id, timestamp_text, body), signature
+
+
 def verify_standard(
     secret: str | Sequence[str],
     headers: Mapping[str, str],
@@ -504,24 +549,8 @@ def verify_standard(
     :raises InvalidSecret: if a secret is a malformed ``whsec_`` secret.
     :raises ValueError: if there is no secret, or ``tolerance`` is negative.
     """
-    if not tolerance >= 0:
-        raise ValueError(f"tolerance must be a number of seconds >= 0, not {tolerance!r}")
     keys = [standard_key(each) for each in _secret_list(secret)]
-    msg_id = _header(headers, _HEADER_ID)
-    timestamp_text = _header(headers, _HEADER_TIMESTAMP)
-    signature = _header(headers, _HEADER_SIGNATURE)
-
-    if not _TIMESTAMP_RE.fullmatch(timestamp_text):
-        raise InvalidTimestamp(
-            "webhook-timestamp must be whole seconds since the epoch (digits only), "
-            f"not {timestamp_text[:40]!r}"
-        )
-    timestamp = int(timestamp_text)
-    age = (time.time() if now is None else now) - timestamp
-    if abs(age) > tolerance:
-        raise TimestampOutOfTolerance(timestamp, age, tolerance)
-
-    content = _signed_content(msg_id, timestamp_text, body)
+    content, signature = _signed_request(headers, body, now, tolerance)
     candidates, skipped = _v1_signatures(signature)
     matched = False
     for key in keys:
@@ -536,3 +565,87 @@ def verify_standard(
             "or malformed): check the secret, verify the raw body bytes, and make sure "
             "webhook-id and webhook-timestamp reach you unchanged"
         )
+
+
+def load_public_key(text: str) -> Ed25519PublicKey:
+    """
+    Read a Standard Webhooks public key.
+
+    :param text: ``whpk_`` followed by the standard base64 of the 32 bytes of an Ed25519
+        public key (the base64 padding may be left out).
+
+    :raises ValueError: saying what is wrong with the text (never repeating it).
+
+    :return: The Ed25519 public key.
+    """
+    if not text.startswith(PUBLIC_KEY_PREFIX):
+        raise ValueError(
+            f"a public key starts with {PUBLIC_KEY_PREFIX!r} followed by the base64 of the "
+            "32 bytes of an Ed25519 public key"
+        )
+    encoded = text[len(PUBLIC_KEY_PREFIX) :]
+    try:
+        raw = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError(
+            f"the public key after {PUBLIC_KEY_PREFIX!r} is not standard base64"
+        ) from None
+    if len(raw) != 32:
+        raise ValueError(
+            f"the public key after {PUBLIC_KEY_PREFIX!r} decodes to {len(raw)} bytes; an "
+            "Ed25519 public key has 32"
+        )
+    return Ed25519PublicKey.from_public_bytes(raw)
+
+
+def verify_ed25519(
+    public_key: Ed25519PublicKey | str,
+    headers: Mapping[str, str],
+    body: str | bytes,
+    now: float | None = None,
+    tolerance: float = DEFAULT_TOLERANCE,
+) -> None:
+    """
+    Check a Standard Webhooks asymmetric signature: that one ``v1a,<base64>`` entry of
+    ``webhook-signature`` is the Ed25519 signature, by the sender's private key, of
+    ``<webhook-id>.<webhook-timestamp>.<body>``, and that the request is recent.
+
+    The headers and the timestamp are read and checked exactly as :func:`verify_standard`
+    reads and checks them. Entries in another version than ``v1a``, or malformed, are
+    skipped.
+
+    :param public_key: The sender's public key, or its ``whpk_`` text (see
+        :func:`load_public_key`).
+    :param headers: The request's headers; names are looked up in any letter case.
+    :param body: The raw request body, exactly as received (a ``str`` is encoded as
+        UTF-8).
+    :param now: The receiver's time in seconds since the epoch; :func:`time.time` if
+        ``None``.
+    :param tolerance: How many seconds ``webhook-timestamp`` may be from ``now``, in
+        either direction.
+
+    :raises MissingSignatureHeader: if a header is absent or empty.
+    :raises InvalidTimestamp: if ``webhook-timestamp`` is not whole seconds.
+    :raises TimestampOutOfTolerance: if the timestamp is too old or too new.
+    :raises NoMatchingSignature: if no ``v1a`` entry is the key's signature.
+    :raises ValueError: if ``public_key`` is a malformed ``whpk_`` text, or ``tolerance``
+        is negative.
+    """
+    key = load_public_key(public_key) if isinstance(public_key, str) else public_key
+    content, signature = _signed_request(headers, body, now, tolerance)
+    entries = 0
+    for entry in signature.split():
+        version, comma, encoded = entry.partition(",")
+        if version != "v1a" or not comma:
+            continue
+        entries += 1
+        try:
+            key.verify(base64.b64decode(encoded, validate=True), content)
+        except (binascii.Error, ValueError, InvalidSignature):
+            continue
+        return
+    raise NoMatchingSignature(
+        f"no v1a entry of webhook-signature is this public key's signature of the request "
+        f"({entries} v1a entries checked): check the public key, verify the raw body bytes, "
+        "and make sure webhook-id and webhook-timestamp reach you unchanged"
+    )
