@@ -88,7 +88,16 @@ class Rule:
             raise ValueError(f"{name} must be a number{unit}, got {value!r}")
         number: float = value  # type: ignore[assignment]
         if not self.in_range(number):
-            raise ValueError(f"{name} must be {self.range_words()}, got {value!r}")
+            raise ValueError(f"{name} must be {self._words_for(number)}, got {value!r}")
+
+    def _words_for(self, number: float) -> str:
+        """The part of the range ``number`` is outside of, in words."""
+        high = self.maximum
+        if high is None or self.below or not number > high:
+            low_words = Rule(minimum=self.minimum, above=self.above).range_words()
+            return self.range_words() if self.below or self.minimum is None else low_words
+        unit = f" {self.unit}" if self.unit else ""
+        return f"at most {_figure(high)}{unit}"
 
     def in_range(self, number: float) -> bool:
         """Whether the finite ``number`` is within the range."""

@@ -58,14 +58,15 @@ import math
 import os
 import re
 from collections.abc import Callable, Iterable, Mapping
-from typing import TypeVar
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import attrs
 
+from twisted_hooks._fields import Rule, field, rules
 from twisted_hooks._numbers import DECIMAL, WHOLE
 from twisted_hooks.webhooks.app import OPERATIONAL, WEBHOOK, Settings
-from twisted_hooks.webhooks.retry import MAX_RETRIES, MAX_RETRY_DELAY, RetryPolicy
+from twisted_hooks.webhooks.retry import MAX_RETRIES, RetryPolicy
 from twisted_hooks.webhooks.subscribers import parse_subscribers
 from twisted_hooks.webhooks.validators import (
     IRecipientValidator,
@@ -102,73 +103,6 @@ DEFAULT_LISTEN = "tcp:8000:interface=127.0.0.1"
 
 #: The database used by default.
 DEFAULT_DATABASE = "sqlite:twisted_hooks.sqlite3"
-
-#: The keys of the fixed sections and their defaults, as they would be written in the
-#: file. They give a :class:`~twisted_hooks.webhooks.Settings` equal to ``Settings()``,
-#: except ``poll_interval``: the service polls its store every second, so that events
-#: enqueued by the ``twisted-hooks`` command and by other nodes are seen.
-DEFAULTS: Mapping[str, Mapping[str, str]] = {
-    "hooks": {
-        "listen": DEFAULT_LISTEN,
-        "database": DEFAULT_DATABASE,
-        "base_url": "",
-        "secret": "",
-        "timeout": "10",
-        "max_concurrency": "256",
-        "max_per_host": "16",
-        "max_response_body": "65536",
-        "lease": "60",
-        "poll_interval": "1.0",
-        "keep_delivered": "604800",
-        "keep_keys": "86400",
-        "max_request_body": "1048576",
-        "shutdown_timeout": "15",
-    },
-    "retry": {
-        "schedule": "5, 300, 1800, 7200, 18000, 36000, 36000",
-        "jitter": "0.2",
-        "retry_after_cap": "3600",
-    },
-    "validators": {
-        "protocols": "http, https",
-        "ports": "80, 443",
-        "block_internal": "true",
-        "blocked_networks": "",
-        "allowed_networks": "",
-    },
-    "health": {
-        "circuit_failures": "5",
-        "circuit_cooldown": "30",
-        "disable_failures": "50",
-        "disable_period": "86400",
-    },
-}
-
-_DAY = 86400.0
-
-#: The range of every numeric key, ``(section, key): (minimum, maximum)``, both included
-#: (except a minimum of 0 for keys that must be greater than 0). Each maximum is far
-#: beyond any useful setting; it is there so that no value makes a time the service
-#: computes overflow, or a buffer or a loop unbounded.
-RANGES: Mapping[tuple[str, str], tuple[float, float]] = {
-    ("hooks", "timeout"): (0.0, 3600.0),
-    ("hooks", "max_concurrency"): (1, 100_000),
-    ("hooks", "max_per_host"): (1, 10_000),
-    ("hooks", "max_response_body"): (1, 64 * 1024 * 1024),
-    ("hooks", "lease"): (0.0, _DAY),
-    ("hooks", "poll_interval"): (0.01, 3600.0),
-    ("hooks", "keep_delivered"): (0.0, 3650 * _DAY),
-    ("hooks", "keep_keys"): (0.0, 365 * _DAY),
-    ("hooks", "max_request_body"): (1, 64 * 1024 * 1024),
-    ("hooks", "shutdown_timeout"): (0.0, 3600.0),
-    ("retry", "schedule"): (0.0, MAX_RETRY_DELAY),
-    ("retry", "jitter"): (0.0, 1.0),
-    ("retry", "retry_after_cap"): (0.0, MAX_RETRY_DELAY),
-    ("health", "circuit_failures"): (1, 1_000_000),
-    ("health", "circuit_cooldown"): (0.0, 7 * _DAY),
-    ("health", "disable_failures"): (1, 1_000_000),
-    ("health", "disable_period"): (0.0, 365 * _DAY),
-}
 
 #: The keys of a ``[listener:NAME]`` section that the service reads itself; the others
 #: are the listener's own settings.
@@ -294,11 +228,102 @@ class ServiceConfig:
     settings: Settings = attrs.field(factory=lambda: Settings(poll_interval=1.0))
     static_subscribers: Mapping[str, object] = attrs.field(factory=dict)
     default_secret: str | None = None
-    max_request_body: int = 1024 * 1024
-    shutdown_timeout: float = 15.0
+    max_request_body: int = field(
+        1024 * 1024,
+        integer=True,
+        minimum=1,
+        maximum=64 * 1024 * 1024,
+        unit="bytes",
+        config=("hooks", "max_request_body"),
+        help="the largest request body the HTTP API reads",
+    )
+    shutdown_timeout: float = field(
+        15.0,
+        minimum=0.0,
+        maximum=3600.0,
+        unit="seconds",
+        config=("hooks", "shutdown_timeout"),
+        help="seconds attempts under way get to finish when the service stops",
+    )
     listeners: tuple[ListenerSpec, ...] = ()
     raw: Mapping[str, str] = attrs.field(factory=dict)
     path: str | None = None
+
+
+#: The text keys of ``[hooks]`` and ``[validators]``, which no settings class holds, and
+#: their defaults as written in the file.
+_TEXT_KEYS: Mapping[str, Mapping[str, str]] = {
+    "hooks": {
+        "listen": DEFAULT_LISTEN,
+        "database": DEFAULT_DATABASE,
+        "base_url": "",
+        "secret": "",
+    },
+    "validators": {
+        "protocols": "http, https",
+        "ports": "80, 443",
+        "block_internal": "true",
+        "blocked_networks": "",
+        "allowed_networks": "",
+    },
+}
+
+#: The classes whose fields the fixed sections set, through their fields' rules
+#: (:func:`twisted_hooks._fields.field`).
+_CLASSES: tuple[type, ...] = (Settings, ServiceConfig, RetryPolicy)
+
+#: Every configurable field: ``(section, key)`` to its :class:`~twisted_hooks._fields.Rule`
+#: and its default value, in the order of the classes' fields.
+_RULES: Mapping[tuple[str, str], tuple[Rule, object]] = {
+    (rule.section, rule.key): (rule, attribute.default)
+    for cls in _CLASSES
+    for attribute, rule in rules(cls)
+    if rule.section is not None and rule.key is not None
+}
+
+
+def _figure(number: float) -> str:
+    return str(int(number)) if number == int(number) else f"{number:g}"
+
+
+def _default_text(rule: Rule, default: object) -> str:
+    if rule.config_default is not None:
+        return rule.config_default
+    if isinstance(default, attrs.Factory):  # type: ignore[arg-type]
+        default = default.factory()  # type: ignore[attr-defined]
+    if default is None:
+        return ""
+    if isinstance(default, tuple):
+        return ", ".join(_figure(item) for item in default)
+    return _figure(default) if isinstance(default, int | float) else str(default)
+
+
+def _section_defaults(section: str) -> dict[str, str]:
+    keys = dict(_TEXT_KEYS.get(section, {}))
+    for (where, key), (rule, default) in _RULES.items():
+        if where == section:
+            keys[key] = _default_text(rule, default)
+    return keys
+
+
+#: The keys of the fixed sections and their defaults, as they would be written in the
+#: file, read from the fields of :class:`~twisted_hooks.webhooks.Settings`,
+#: :class:`~twisted_hooks.webhooks.RetryPolicy` and :class:`ServiceConfig`. They give a
+#: :class:`~twisted_hooks.webhooks.Settings` equal to ``Settings()``, except
+#: ``poll_interval``: the service polls its store every second, so that events enqueued by
+#: the ``twisted-hooks`` command and by other nodes are seen.
+DEFAULTS: Mapping[str, Mapping[str, str]] = {
+    section: _section_defaults(section) for section in ("hooks", "retry", "validators", "health")
+}
+
+#: The range of every numeric key, ``(section, key): (minimum, maximum)``, both included
+#: (except a minimum of 0 for keys that must be greater than 0), read from the fields'
+#: rules. Each maximum is far beyond any useful setting; it is there so that no value
+#: makes a time the service computes overflow, or a buffer or a loop unbounded.
+RANGES: Mapping[tuple[str, str], tuple[float, float]] = {
+    place: (rule.minimum or 0.0, rule.maximum if rule.maximum is not None else math.inf)
+    for place, (rule, _) in _RULES.items()
+}
 
 
 def env_name(section: str, key: str | None = None) -> str:
@@ -420,8 +445,7 @@ def load_config(
         settings=settings,
         static_subscribers=_subscribers(reader, values[_SUBSCRIBERS], settings.policy, secret),
         default_secret=secret,
-        max_request_body=int(reader.number("hooks", "max_request_body", _bytes)),
-        shutdown_timeout=reader.number("hooks", "shutdown_timeout", _seconds_or_zero),
+        **_read_fields(reader, ServiceConfig),
         listeners=tuple(
             _listener(reader, s, source or _DEFAULT_SOURCE) for s in values if _is_listener(s)
         ),
@@ -602,8 +626,7 @@ def _fail(section: str, key: str, value: _Value, expected: str) -> ConfigError:
 
 @attrs.frozen
 class _Kind:
-    """What a number must be; ``expected`` may name ``{minimum}`` and ``{maximum}``, which
-    :meth:`of` fills in from :data:`RANGES`."""
+    """What a number must be, in the words of the configuration's messages."""
 
     expected: str
     integer: bool = False
@@ -613,35 +636,38 @@ class _Kind:
     below: float = math.inf
     maximum: float = math.inf
 
-    def of(self, section: str, key: str) -> _Kind:
-        """This kind with the range of ``key`` of ``section``."""
-        low, high = RANGES[section, key]
-        words = {"minimum": _figure(low), "maximum": _figure(high)}
-        return attrs.evolve(
-            self, expected=self.expected.format(**words), minimum=low, maximum=high
+
+def _kind(section: str, key: str) -> _Kind:
+    """The :class:`_Kind` of the numeric key, from its field's rule."""
+    rule, _ = _RULES[section, key]
+    low = rule.minimum or 0.0
+    high = rule.maximum if rule.maximum is not None else math.inf
+    words = {"minimum": _figure(low), "maximum": _figure(high)}
+    if rule.below:
+        expected = "a fraction of at least {minimum} and below {maximum}, such as 0.2"
+        return _Kind(expected.format(**words), minimum=low, strict=False, below=high)
+    if key == "schedule":
+        expected = (
+            "delays in seconds, each from {minimum} to {maximum}, at most "
+            f"{MAX_RETRIES} of them, separated by commas, such as 5, 300, 1800 "
+            "(nothing: no retries)"
         )
-
-
-def _figure(number: float) -> str:
-    return str(int(number)) if number == int(number) else f"{number:g}"
-
-
-_seconds = _Kind("a number of seconds greater than {minimum} and at most {maximum}, such as 10")
-_seconds_or_zero = _Kind("a number of seconds from 0 to {maximum}, such as 15", strict=False)
-_whole = _Kind(
-    "a whole number from {minimum} to {maximum}, such as 16", integer=True, strict=False
-)
-_bytes = _Kind(
-    "a number of bytes, a whole number from 1 to {maximum}, such as 65536",
-    integer=True,
-    strict=False,
-)
-_fraction = _Kind("a fraction of at least 0 and below 1, such as 0.2", strict=False, below=1)
-_delays = _Kind(
-    "delays in seconds, each from 0 to {maximum}, at most "
-    f"{MAX_RETRIES} of them, separated by commas, such as 5, 300, 1800 (nothing: no retries)",
-    strict=False,
-)
+    elif rule.integer and rule.unit == "bytes":
+        expected = "a number of bytes, a whole number from {minimum} to {maximum}, such as 65536"
+    elif rule.integer:
+        expected = "a whole number from {minimum} to {maximum}, such as 16"
+    elif rule.above:
+        expected = "a number of seconds greater than {minimum} and at most {maximum}, such as 10"
+    else:
+        expected = "a number of seconds from {minimum} to {maximum}, such as 15"
+    return _Kind(
+        expected.format(**words),
+        integer=rule.integer,
+        minimum=low,
+        strict=rule.above,
+        empty=rule.optional,
+        maximum=high,
+    )
 
 
 class _Reader:
@@ -665,14 +691,21 @@ class _Reader:
             raise _fail(section, key, value, expected)
         return value.text.strip()
 
-    def number(self, section: str, key: str, kind: _Kind) -> float | int:
+    def number(self, section: str, key: str) -> float | int | None:
+        """The numeric key, checked against its field's rule; ``None`` when it is
+        optional and empty."""
         value = self.get(section, key)
-        return _number(section, key, value, value.text.strip(), kind.of(section, key))
-
-    def optional(self, section: str, key: str, kind: _Kind) -> float | int | None:
-        value = self.get(section, key)
+        kind = _kind(section, key)
         text = value.text.strip()
-        return None if not text else _number(section, key, value, text, kind.of(section, key))
+        if kind.empty and not text:
+            return None
+        return _number(section, key, value, text, kind)
+
+    def setting(self, section: str, key: str) -> float | int:
+        """The numeric key that cannot be empty."""
+        number = self.number(section, key)
+        assert number is not None
+        return number
 
     def items(self, section: str, key: str, parse: Callable[[str, str, _Value], _T]) -> list[_T]:
         value = self.get(section, key)
@@ -702,7 +735,7 @@ def _number(section: str, key: str, value: _Value, text: str, kind: _Kind) -> fl
 
 
 def _delay(section: str, key: str, value: _Value) -> float:
-    return float(_number(section, key, value, value.text, _delays.of(section, key)))
+    return float(_number(section, key, value, value.text, _kind(section, key)))
 
 
 def _port(section: str, key: str, value: _Value) -> int:
@@ -769,12 +802,11 @@ def _settings(reader: _Reader, extra_networks: tuple[str, ...]) -> Settings:
         )
     retry = RetryPolicy(
         delays=tuple(schedule),
-        jitter=reader.number("retry", "jitter", _fraction),
-        retry_after_cap=reader.number("retry", "retry_after_cap", _seconds_or_zero),
+        **_read_fields(reader, RetryPolicy),
     )
 
-    timeout = reader.number("hooks", "timeout", _seconds)
-    lease = reader.number("hooks", "lease", _seconds)
+    values = _read_fields(reader, Settings)
+    timeout, lease = values["timeout"], values["lease"]
     if not lease > timeout:
         raise _fail(
             "hooks",
@@ -783,23 +815,17 @@ def _settings(reader: _Reader, extra_networks: tuple[str, ...]) -> Settings:
             f"a number of seconds longer than [hooks] timeout ({timeout:g}), or a delivery "
             "could be claimed twice",
         )
-    optional = attrs.evolve(_seconds, empty=True)
-    return Settings(
-        timeout=timeout,
-        retry=retry,
-        policy=policy,
-        max_concurrency=int(reader.number("hooks", "max_concurrency", _whole)),
-        max_per_host=int(reader.number("hooks", "max_per_host", _whole)),
-        max_response_body=int(reader.number("hooks", "max_response_body", _bytes)),
-        lease=lease,
-        poll_interval=reader.optional("hooks", "poll_interval", optional),
-        keep_delivered=reader.optional("hooks", "keep_delivered", optional),
-        keep_keys=reader.number("hooks", "keep_keys", _seconds),
-        circuit_failures=int(reader.number("health", "circuit_failures", _whole)),
-        circuit_cooldown=reader.number("health", "circuit_cooldown", _seconds),
-        disable_failures=int(reader.number("health", "disable_failures", _whole)),
-        disable_period=reader.number("health", "disable_period", _seconds_or_zero),
-    )
+    return Settings(retry=retry, policy=policy, **values)
+
+
+def _read_fields(reader: _Reader, cls: type) -> dict[str, Any]:
+    """The values of the fields of ``cls`` that the fixed sections set (all but
+    ``[retry] schedule``, a list), read and checked by their rules."""
+    return {
+        attribute.name: reader.number(rule.section, rule.key)
+        for attribute, rule in rules(cls)
+        if rule.section is not None and rule.key is not None and rule.key != "schedule"
+    }
 
 
 #: Stands for "no secret given" while static subscribers are checked.

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 import attrs
 from twisted.internet.defer import Deferred
 
+from twisted_hooks._fields import Rule, rule_of
+from twisted_hooks.webhooks._settings import BACKENDS, Settings
 from twisted_hooks.webhooks.delivery import Attempt, Delivery
 from twisted_hooks.webhooks.patterns import validate_event_name
 from twisted_hooks.webhooks.retry import RetryPolicy
@@ -36,6 +38,9 @@ __all__ = [
     "get_default_app",
     "set_default_app",
 ]
+
+#: The rule of an event's ``timeout``: that of the application's.
+_TIMEOUT: Rule = rule_of(attrs.fields(Settings).timeout) or Rule()
 
 #: Thorn's ``on_success(request)``.
 Callback = Callable[["Request"], object]
@@ -94,6 +99,9 @@ class WebhookEvent:
     :ivar options: the per-send settings.
     :ivar idempotent: ``True`` when the publisher chose :attr:`id`: it is the idempotency
         key of the send, and a second send with the same id delivers nothing.
+    :ivar body: :attr:`data` encoded as JSON, once, when the event was published (every
+        JSON subscriber's delivery carries these bytes); ``None`` for an event made
+        elsewhere, which is then encoded when its deliveries are made.
     """
 
     name: str
@@ -103,6 +111,7 @@ class WebhookEvent:
     timestamp: float
     options: SendOptions = attrs.field(factory=SendOptions, eq=False, repr=False)
     idempotent: bool = False
+    body: bytes | None = attrs.field(default=None, eq=False, repr=False)
 
 
 @attrs.frozen
@@ -233,11 +242,11 @@ class Event:
         if kwargs:
             raise TypeError(f"Event() got unexpected argument(s) {sorted(kwargs)!r}")
         self.name = validate_event_name(name)
-        if timeout is not None and not timeout > 0:
-            raise ValueError(f"timeout must be positive, got {timeout!r}")
-        if dispatcher not in (None, "default", "disabled"):
+        if timeout is not None:
+            _TIMEOUT.check("timeout", timeout)
+        if dispatcher is not None and dispatcher not in BACKENDS:
             raise ValueError(
-                f"unknown dispatcher backend {dispatcher!r}; use 'default' or 'disabled' "
+                f"unknown dispatcher backend {dispatcher!r}; use one of {sorted(BACKENDS)!r} "
                 "(durable stores are chosen on the application)"
             )
         if request_data is not None and not isinstance(request_data, Mapping):

@@ -29,6 +29,8 @@ from collections.abc import Iterable
 
 import attrs
 
+from twisted_hooks._fields import RULE, Rule, field
+
 __all__ = [
     "DEFAULT_SCHEDULE",
     "MAX_RETRIES",
@@ -85,25 +87,6 @@ def _clamped(value: object, low: float, high: float, default: float) -> float:
     return min(max(float(value), low), high)  # type: ignore[arg-type]
 
 
-def _check_fraction(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
-    if not _is_number(value):
-        raise ValueError(f"{attribute.name} must be a number, got {value!r}")
-    if not 0 <= value < 1:
-        raise ValueError(f"{attribute.name} must be at least 0 and below 1, got {value!r}")
-
-
-def _check_cap(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
-    if not _is_number(value):
-        raise ValueError(f"{attribute.name} must be a number of seconds, got {value!r}")
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(f"{attribute.name} must be finite and not negative, got {value!r}")
-    if value > MAX_RETRY_DELAY:
-        raise ValueError(
-            f"{attribute.name} must be at most {MAX_RETRY_DELAY:g} seconds (30 days), "
-            f"got {value!r}"
-        )
-
-
 @attrs.frozen
 class RetryPolicy:
     """
@@ -119,9 +102,35 @@ class RetryPolicy:
     :raise ValueError: for a value outside its range, naming it.
     """
 
-    delays: tuple[float, ...] = attrs.field(default=DEFAULT_SCHEDULE, converter=_delays)
-    jitter: float = attrs.field(default=0.2, validator=_check_fraction)
-    retry_after_cap: float = attrs.field(default=3600.0, validator=_check_cap)
+    delays: tuple[float, ...] = attrs.field(
+        default=DEFAULT_SCHEDULE,
+        converter=_delays,
+        metadata={
+            RULE: Rule(
+                minimum=0.0,
+                maximum=MAX_RETRY_DELAY,
+                unit="seconds",
+                section="retry",
+                key="schedule",
+                help="the delay before each retry; as many retries as delays",
+            )
+        },
+    )
+    jitter: float = field(
+        0.2,
+        minimum=0.0,
+        below=1.0,
+        config=("retry", "jitter"),
+        help="each delay is multiplied by a random factor in [1 - jitter, 1 + jitter]",
+    )
+    retry_after_cap: float = field(
+        3600.0,
+        minimum=0.0,
+        maximum=MAX_RETRY_DELAY,
+        unit="seconds",
+        config=("retry", "retry_after_cap"),
+        help="the most a Retry-After answer may delay the next attempt",
+    )
 
     @property
     def max_attempts(self) -> int:
