@@ -37,11 +37,11 @@ from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from twisted_hooks.interfaces import IWebhookSender
+from twisted_hooks.service._times import isotime as _isotime
+from twisted_hooks.service._times import rfc3339 as _rfc3339
 from twisted_hooks.service.api import (
     HooksAPI,
     HooksMetrics,
-    _isotime,
-    _rfc3339,
     openapi_document,
     routes,
 )

@@ -42,7 +42,8 @@ from twisted.web.resource import IResource
 from twisted.web.server import Request, Site
 
 from twisted_hooks.interfaces import ITokenStore
-from twisted_hooks.service.api import APIError, authenticate, needs_token, too_large
+from twisted_hooks.service._access import authenticate, needs_token
+from twisted_hooks.service._errors import APIError, too_large
 from twisted_hooks.store.tokens import Token
 
 __all__ = ["LINGER", "LimitedChannel", "LimitedRequest", "LimitedSite"]

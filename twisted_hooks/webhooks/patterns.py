@@ -55,6 +55,8 @@ from typing import Generic, TypeVar
 
 __all__ = [
     "MAX_NAME_LENGTH",
+    "NAME_GRAMMAR",
+    "PATTERN_GRAMMAR",
     "WILDCARD",
     "InvalidEventName",
     "InvalidPattern",
@@ -73,9 +75,17 @@ MAX_NAME_LENGTH = 255
 WILDCARD = "*"
 
 _SEGMENT = r"[A-Za-z0-9_:\-]+"
-_NAME_RE = re.compile(rf"{_SEGMENT}(?:\.{_SEGMENT})*")
-_PATTERN_SEGMENT = rf"(?:{_SEGMENT}|\*)"
-_PATTERN_RE = re.compile(rf"{_PATTERN_SEGMENT}(?:\.{_PATTERN_SEGMENT})*")
+_PATTERN_SEGMENT = rf"({_SEGMENT}|\*)"
+#: The grammar of an event name: a regular expression a whole valid name matches, written
+#: in the syntax Python's :mod:`re` and JSON Schema's ``pattern`` (ECMA-262) share (the
+#: HTTP API's OpenAPI document anchors it). Length is checked apart
+#: (:data:`MAX_NAME_LENGTH`).
+NAME_GRAMMAR = rf"{_SEGMENT}(\.{_SEGMENT})*"
+#: The grammar of an event pattern (a name whose segments may be a lone ``*``), as
+#: :data:`NAME_GRAMMAR` gives a name's.
+PATTERN_GRAMMAR = rf"{_PATTERN_SEGMENT}(\.{_PATTERN_SEGMENT})*"
+_NAME_RE = re.compile(NAME_GRAMMAR)
+_PATTERN_RE = re.compile(PATTERN_GRAMMAR)
 _SEGMENT_CHAR_RE = re.compile(r"[A-Za-z0-9_:\-]")
 _ALLOWED = "ASCII letters, digits, '_', '-' and ':'"
 
