@@ -24,7 +24,7 @@ from twisted.internet import defer, reactor
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.trial.unittest import TestCase
 
-from tests.test_service_e2e import Service, wait_for
+from tests._service import Service, wait_for
 from twisted_hooks.webhooks import Hooks
 
 

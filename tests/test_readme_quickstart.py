@@ -24,35 +24,19 @@ import json
 import os
 import pty
 import re
-import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-
-#: The longest any wait of this test lasts.
-DEADLINE = 30.0
+from tests._service import DEADLINE, ROOT, free_port, wait_for
 
 _SECTION = "## Quick start: the service"
 _BLOCK = re.compile(r"^```(\w+)\n(.*?)^```$", re.MULTILINE | re.DOTALL)
-
-
-def wait_for(condition: Callable[[], Any], what: str, deadline: float = DEADLINE) -> Any:
-    """Poll ``condition`` until it returns something true; fail after ``deadline``."""
-    end = time.monotonic() + deadline
-    while time.monotonic() < end:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {deadline:g} s waiting for {what}")
 
 
 # -- reading the README ----------------------------------------------------------------------
@@ -240,12 +224,6 @@ def shows_all(printed: str, step: Step) -> str | None:
     """``printed`` if it holds every line the README shows for ``step``, else ``None``."""
     got = [mask(line) for line in printed.splitlines()]
     return printed if all(mask(line) in got for line in step.shown) else None
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.fixture

@@ -33,8 +33,8 @@ from twisted.web.resource import Resource
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
+from tests._service import DEADLINE, Service
 from tests.test_api import FakeSender
-from tests.test_service_e2e import DEADLINE, Service
 from twisted_hooks.interfaces import ITokenStore
 from twisted_hooks.service._limits import LINGER, LimitedChannel, LimitedRequest, LimitedSite
 from twisted_hooks.service.api import (

@@ -22,23 +22,17 @@ import signal
 import socket
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
+from tests._service import DEADLINE, Program, Service, free_port, wait_for
 from twisted_hooks.webhooks.signing import generate_secret
 
 BIN = Path(sys.executable).parent
 TWIST = BIN / "twist"
 TWISTED_HOOKS = BIN / "twisted-hooks"
-
-#: The longest any wait of these tests lasts.
-DEADLINE = 30.0
 
 #: Deliveries to any port of 127.0.0.1, retried after a second, polled often.
 CONFIG = """\
@@ -55,17 +49,6 @@ jitter = 0
 ports =
 allowed_networks = 127.0.0.0/8
 """
-
-
-def wait_for(condition: Callable[[], Any], what: str, deadline: float = DEADLINE) -> Any:
-    """Poll ``condition`` until it returns something true; fail after ``deadline``."""
-    end = time.monotonic() + deadline
-    while time.monotonic() < end:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {deadline:g} s waiting for {what}")
 
 
 def environment(**extra: str) -> dict[str, str]:
@@ -90,77 +73,24 @@ def command(
     )
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-class Program:
-    """A long-running child process whose output goes to a file."""
-
-    def __init__(self, argv: list[str], cwd: Path, env: dict[str, str], name: str) -> None:
-        self.log_path = cwd / f"{name}.log"
-        with self.log_path.open("wb") as log:
-            self.process = subprocess.Popen(
-                argv, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT
-            )
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def wait_for_line(self, pattern: str, what: str) -> re.Match[str]:
-        def found() -> re.Match[str] | None:
-            if self.process.poll() is not None:
-                raise AssertionError(f"{what}: the program exited:\n{self.log()}")
-            return re.search(pattern, self.log())
-
-        match: re.Match[str] = wait_for(found, what)
-        return match
-
-    def stop(self) -> int:
-        """SIGTERM, and wait for the end."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(timeout=DEADLINE)
-        finally:
-            self.kill()
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(timeout=DEADLINE)
-
-
-class Service(Program):
-    """``twist hooks ARGV`` started in ``cwd``; :attr:`base` once it listens."""
-
-    def __init__(self, cwd: Path, *argv: str, env: dict[str, str] | None = None) -> None:
-        assert TWIST.exists(), f"{TWIST} is missing: pip install Twisted"
-        super().__init__(
-            [str(TWIST), "--log-format=text", "hooks", *argv],
-            cwd,
-            environment() if env is None else env,
-            "service",
-        )
-        found = self.wait_for_line(r"listening on (http://127\.0\.0\.1:\d+/)", "the service")
-        self.base = found.group(1)
-
-    def request(
-        self, method: str, path: str, token: str | None = None, body: object = None
-    ) -> tuple[int, Any]:
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(self.base + path.lstrip("/"), data=data, method=method)
-        if data is not None:
-            request.add_header("Content-Type", "application/json")
-        if token is not None:
-            request.add_header("Authorization", f"Bearer {token}")
-        try:
-            with urllib.request.urlopen(request, timeout=DEADLINE) as response:
-                return response.status, json.loads(response.read() or b"null")
-        except urllib.error.HTTPError as error:
-            return error.code, json.loads(error.read() or b"null")
+def start_service(cwd: Path, *argv: str, env: dict[str, str] | None = None) -> Service:
+    """``twist hooks ARGV`` (the installed script) started in ``cwd``, once it listens;
+    killed if it does not."""
+    assert TWIST.exists(), f"{TWIST} is missing: pip install Twisted"
+    service = Service(
+        cwd,
+        bare=True,
+        twist=[str(TWIST)],
+        flags=argv,
+        cwd=cwd,
+        env=environment() if env is None else env,
+    )
+    try:
+        service.start()
+    except BaseException:
+        service.kill()
+        raise
+    return service
 
 
 @pytest.fixture
@@ -182,7 +112,7 @@ def test_service_and_command_name_their_database(tmp_path: Path, programs: list[
     token the service accepts."""
     served = tmp_path / "served"
     served.mkdir()
-    service = Service(served, "--listen", "tcp:0:interface=127.0.0.1")
+    service = start_service(served, "--listen", "tcp:0:interface=127.0.0.1")
     programs.append(service)
     database = served / "twisted_hooks.sqlite3"
     assert f"starting with the database {database} (from the default, " in service.log()
@@ -206,7 +136,8 @@ def test_service_and_command_name_their_database(tmp_path: Path, programs: list[
     token = made.stdout.strip()
     assert re.fullmatch(r"thk_\S+", token), made.stdout
     assert made.stderr == f"twisted-hooks: database {database} (TWISTED_HOOKS_DATABASE)\n"
-    assert service.request("GET", "/hooks/", token) == (200, [])
+    status, _, hooks = service.request("GET", "/hooks/", token)
+    assert (status, hooks) == (200, [])
     assert list(elsewhere.iterdir()) == []
 
 
@@ -215,14 +146,14 @@ def test_service_reads_the_database_variable(tmp_path: Path, programs: list[Prog
     over it; the log says which was used and why."""
     chosen = tmp_path / "chosen.db"
     env = environment(TWISTED_HOOKS_DATABASE=f"sqlite:{chosen}")
-    service = Service(tmp_path, "--listen", "tcp:0:interface=127.0.0.1", env=env)
+    service = start_service(tmp_path, "--listen", "tcp:0:interface=127.0.0.1", env=env)
     programs.append(service)
     assert f"starting with the database {chosen} (from TWISTED_HOOKS_DATABASE)" in service.log()
     assert chosen.exists()
     assert not (tmp_path / "twisted_hooks.sqlite3").exists()
-    assert service.stop() in (0, -signal.SIGTERM)
+    assert service.terminate() in (0, -signal.SIGTERM)
 
-    option = Service(
+    option = start_service(
         tmp_path, "--listen", "tcp:0:interface=127.0.0.1", "--database", "sqlite:opt.db", env=env
     )
     programs.append(option)
@@ -235,7 +166,7 @@ def test_service_reads_the_database_variable(tmp_path: Path, programs: list[Prog
 def test_listen_port_number(tmp_path: Path, programs: list[Program]) -> None:
     """``twist hooks --listen PORT`` serves the API on that port of 127.0.0.1."""
     port = free_port()
-    service = Service(tmp_path, "--listen", str(port))
+    service = start_service(tmp_path, "--listen", str(port))
     programs.append(service)
     assert service.base == f"http://127.0.0.1:{port}/"
     assert service.request("GET", "/healthz")[0] == 200
@@ -304,10 +235,13 @@ class Receive(Program):
     """``twisted-hooks receive --port 0 ARGV``; :attr:`url` once it listens."""
 
     def __init__(self, cwd: Path, *argv: str) -> None:
-        super().__init__(
-            [str(TWISTED_HOOKS), "receive", "--port", "0", *argv], cwd, environment(), "receive"
-        )
-        found = self.wait_for_line(r"listening on (http://127\.0\.0\.1:\d+/)", "the receiver")
+        super().__init__(cwd, "receive", cwd=cwd, env=environment())
+        self.launch([str(TWISTED_HOOKS), "receive", "--port", "0", *argv])
+        try:
+            found = self.wait_for_log(r"listening on (http://127\.0\.0\.1:\d+/)", "the receiver")
+        except BaseException:
+            self.kill()
+            raise
         self.url = found.group(1)
 
 
@@ -321,7 +255,9 @@ def test_receive_prints_a_signed_delivery(tmp_path: Path, programs: list[Program
     programs.append(receiver)
     config = tmp_path / "hooks.ini"
     config.write_text(CONFIG)
-    service = Service(tmp_path, "--listen", "tcp:0:interface=127.0.0.1", "--config", str(config))
+    service = start_service(
+        tmp_path, "--listen", "tcp:0:interface=127.0.0.1", "--config", str(config)
+    )
     programs.append(service)
 
     subscribed = command(
@@ -338,7 +274,7 @@ def test_receive_prints_a_signed_delivery(tmp_path: Path, programs: list[Program
     sent = command("send", "order.paid", "--data", '{"order": 42, "total": "19.90"}', cwd=tmp_path)
     assert json.loads(sent.stdout)["deliveries"] == 1
 
-    receiver.wait_for_line(r"answered 204 No Content", "the delivery")
+    receiver.wait_for_log(r"answered 204 No Content", "the delivery")
     printed = receiver.log()
     assert re.search(r"POST /  order\.paid\n  delivery \S+ \(attempt 1 here\)\n", printed)
     assert "  Hook-HMAC: valid (sha256)\n" in printed
@@ -350,7 +286,7 @@ def test_receive_prints_a_signed_delivery(tmp_path: Path, programs: list[Program
         return len(listed.stdout.splitlines()) == 2
 
     wait_for(delivered, "the delivery log to say delivered")
-    assert receiver.stop() == 0
+    assert receiver.terminate() == 0
     assert "Traceback" not in receiver.log()
 
 
@@ -362,7 +298,9 @@ def test_receive_status_shows_retries(tmp_path: Path, programs: list[Program]) -
     programs.append(receiver)
     config = tmp_path / "hooks.ini"
     config.write_text(CONFIG)
-    service = Service(tmp_path, "--listen", "tcp:0:interface=127.0.0.1", "--config", str(config))
+    service = start_service(
+        tmp_path, "--listen", "tcp:0:interface=127.0.0.1", "--config", str(config)
+    )
     programs.append(service)
     subscribed = command("subscribe", "job.*", receiver.url, "--config", str(config), cwd=tmp_path)
     assert subscribed.returncode == 0, subscribed.stderr
@@ -370,7 +308,7 @@ def test_receive_status_shows_retries(tmp_path: Path, programs: list[Program]) -
     sent = command("send", "job.done", "--config", str(config), cwd=tmp_path)
     assert sent.returncode == 0, sent.stderr
 
-    found = receiver.wait_for_line(r"delivery (\S+) \(attempt 3 here\)", "the third attempt")
+    found = receiver.wait_for_log(r"delivery (\S+) \(attempt 3 here\)", "the third attempt")
     delivery = found.group(1)
     printed = receiver.log()
     assert f"delivery {delivery} (attempt 1 here)" in printed

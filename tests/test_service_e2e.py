@@ -13,19 +13,10 @@ every wait has a deadline.
 from __future__ import annotations
 
 import json
-import os
-import re
 import signal
-import subprocess
-import sys
-import threading
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from standardwebhooks.webhooks import Webhook
@@ -35,214 +26,11 @@ from twisted.internet.protocol import Factory
 from twisted.python import usage
 from twisted.trial.unittest import TestCase
 
+from tests._service import Receiver, Service, run_failing, service_config, wait_for
 from twisted_hooks.registry import get_dispatcher
 from twisted_hooks.service.config import load_config
 from twisted_hooks.service.tap import HooksService, Options
 from twisted_hooks.webhooks.signing import verify
-
-ROOT = Path(__file__).resolve().parent.parent
-
-#: The longest any wait of these tests lasts.
-DEADLINE = 30.0
-
-CONFIG = """\
-[hooks]
-timeout = 3
-lease = 4
-poll_interval = 0.2
-shutdown_timeout = {shutdown_timeout}
-max_request_body = 4096
-
-[retry]
-schedule = 1, 1, 1, 1, 1
-jitter = 0
-
-[validators]
-ports =
-allowed_networks = 127.0.0.0/8
-"""
-
-
-def wait_for(condition: Callable[[], object], what: str, deadline: float = DEADLINE) -> Any:
-    """Poll ``condition`` until it returns something true; fail after ``deadline``."""
-    end = time.monotonic() + deadline
-    while time.monotonic() < end:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {deadline:g} s waiting for {what}")
-
-
-# -- the receiver ----------------------------------------------------------------------------
-
-
-class Receiver:
-    """A webhook receiver on 127.0.0.1 that records each POST (header names in lower
-    case) and answers 204, after ``delay`` seconds."""
-
-    def __init__(self) -> None:
-        self.received: list[tuple[dict[str, str], bytes]] = []
-        self.started = 0
-        self.delay = 0.0
-        self.lock = threading.Lock()
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length", "0"))
-                body = self.rfile.read(length)
-                with receiver.lock:
-                    receiver.started += 1
-                    delay = receiver.delay
-                time.sleep(delay)
-                with receiver.lock:
-                    receiver.received.append(
-                        ({k.lower(): v for k, v in self.headers.items()}, body)
-                    )
-                try:
-                    self.send_response(204)
-                    self.end_headers()
-                except OSError:
-                    pass  # the service went away meanwhile
-
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def bodies(self) -> list[Any]:
-        with self.lock:
-            return [json.loads(body) for _, body in self.received]
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-# -- the service -----------------------------------------------------------------------------
-
-
-class Service:
-    """The service in a child process, and the ``twisted-hooks`` command beside it."""
-
-    def __init__(self, directory: Path, shutdown_timeout: float = 15) -> None:
-        self.directory = directory
-        self.database = f"sqlite:{directory / 'hooks.sqlite3'}"
-        self.config = directory / "hooks.ini"
-        self.config.write_text(CONFIG.format(shutdown_timeout=shutdown_timeout))
-        self.process: subprocess.Popen[bytes] | None = None
-        self.log_path = directory / "service-0.log"
-        self.runs = 0
-        self.base = ""
-
-    def start(self) -> None:
-        self.log_path = self.directory / f"service-{self.runs}.log"
-        self.runs += 1
-        with self.log_path.open("wb") as log:
-            self.process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "twisted",
-                    "--log-format=text",
-                    "hooks",
-                    "--listen",
-                    "tcp:0:interface=127.0.0.1",
-                    "--database",
-                    self.database,
-                    "--config",
-                    str(self.config),
-                ],
-                cwd=ROOT,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-
-        def listening() -> str | None:
-            assert self.process is not None
-            if self.process.poll() is not None:
-                raise AssertionError(f"the service exited at start:\n{self.log()}")
-            found = re.search(r"listening on (http://127\.0\.0\.1:\d+/)", self.log())
-            return found.group(1) if found else None
-
-        self.base = wait_for(listening, "the service to listen")
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def terminate(self) -> int:
-        """SIGTERM, and wait for the process to end."""
-        assert self.process is not None
-        self.process.send_signal(signal.SIGTERM)
-        status = self.process.wait(timeout=DEADLINE)
-        self.process = None
-        return status
-
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(timeout=DEADLINE)
-        self.process = None
-
-    def cli(self, *argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        """Run ``twisted-hooks ARGV --database ... --config ...``."""
-        result = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "twisted_hooks.service.cli",
-                *argv,
-                "--database",
-                self.database,
-                "--config",
-                str(self.config),
-            ],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=DEADLINE,
-        )
-        if check:
-            assert result.returncode == 0, result.stderr
-        return result
-
-    def token(self, name: str, scopes: str = "publish,subscribe", owner: str = "") -> str:
-        argv = ["token", "create", name, "--scopes", scopes]
-        if owner:
-            argv += ["--owner", owner]
-        return self.cli(*argv).stdout.strip()
-
-    def request(
-        self,
-        method: str,
-        path: str,
-        token: str | None = None,
-        body: object = None,
-        raw: bytes | None = None,
-        content_type: str = "application/json",
-    ) -> tuple[int, dict[str, str], Any]:
-        """One API request; the status, headers and decoded JSON (or text) answer."""
-        data = raw if raw is not None else None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(self.base + path.lstrip("/"), data=data, method=method)
-        if data is not None:
-            request.add_header("Content-Type", content_type)
-        if token is not None:
-            request.add_header("Authorization", f"Bearer {token}")
-        try:
-            with urllib.request.urlopen(request, timeout=DEADLINE) as response:
-                status, headers, payload = response.status, dict(response.headers), response.read()
-        except urllib.error.HTTPError as error:
-            status, headers, payload = error.code, dict(error.headers), error.read()
-        text = payload.decode("utf-8")
-        try:
-            return status, headers, json.loads(text) if text else None
-        except ValueError:
-            return status, headers, text
 
 
 @pytest.fixture
@@ -407,7 +195,7 @@ def test_sigterm_with_deliveries_pending_then_restart(tmp_path: Path, receiver: 
     """SIGTERM while a slow receiver holds attempts open: the service stops within its
     shutdown_timeout, saying the unfinished attempts stay in the store; restarted on the
     same SQLite file, it delivers every event (at least once, same delivery ids)."""
-    service = Service(tmp_path, shutdown_timeout=0.5)
+    service = Service(tmp_path, config=service_config(shutdown_timeout=0.5))
     try:
         service.start()
         token = service.token("alice")
@@ -452,17 +240,6 @@ def test_sigterm_with_deliveries_pending_then_restart(tmp_path: Path, receiver: 
         assert service.terminate() in (0, -signal.SIGTERM)
     finally:
         service.kill()
-
-
-def run_failing(argv: list[str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "twisted", "--log-format=text", "hooks", *argv],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=DEADLINE,
-        env={**os.environ, "TWISTED_HOOKS_HOOKS_SHUTDOWN_TIMEOUT": "1"},
-    )
 
 
 def test_port_taken(tmp_path: Path, receiver: Receiver) -> None:

@@ -12,7 +12,7 @@ End-to-end tests of the HTTP API's input and output hardening, through the real 
 - a path that is not UTF-8 gets the API's JSON error;
 - answers never echo the request's ``Host`` header; ``[hooks] base_url`` starts their URLs.
 
-The service, receiver and ``wait_for`` helpers are those of ``tests/test_service_e2e.py``.
+The service, receiver and ``wait_for`` helpers are those of ``tests/_service.py``.
 Every child process is killed when its test ends; every wait has a deadline.
 """
 
@@ -35,7 +35,7 @@ from typing import Any
 
 import pytest
 
-from tests.test_service_e2e import DEADLINE, ROOT, Receiver, Service, run_failing, wait_for
+from tests._service import DEADLINE, ROOT, Receiver, Service, run_failing, wait_for
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ command, a real receiver on ``127.0.0.1``.
 - SIGTERM gives back at once the deliveries claimed but not yet attempted, so a restart
   delivers them without waiting for their lease.
 
-The service, receiver and ``wait_for`` helpers are those of ``tests/test_service_e2e.py``.
+The service, receiver and ``wait_for`` helpers are those of ``tests/_service.py``.
 Every child process is killed when its test ends; every wait has a deadline.
 """
 
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_service_e2e import DEADLINE, Receiver, Service, wait_for
+from tests._service import DEADLINE, Receiver, Service, wait_for
 
 
 @pytest.fixture

@@ -18,15 +18,13 @@ import json
 import socket
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.test_service_e2e import DEADLINE, ROOT, Service, wait_for
+from tests._service import DEADLINE, ROOT, Receiver, Service, wait_for
 from twisted_hooks.service.tap import Options
 
 #: The service's configuration: quick polls and retries, and no [validators] section, so
@@ -45,99 +43,20 @@ jitter = 0
 LOCAL = ("127.0.0.0/8", "::1/128")
 
 
-class Receiver:
-    """A webhook receiver on ``host`` (127.0.0.1 or ::1), any free port, answering 204 and
-    recording each POST's ``Host`` header and body."""
-
-    def __init__(self, host: str) -> None:
-        self.received: list[tuple[str, bytes]] = []
-        self.lock = threading.Lock()
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                with receiver.lock:
-                    receiver.received.append((self.headers.get("Host", ""), body))
-                self.send_response(204)
-                self.end_headers()
-
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-        class Server(ThreadingHTTPServer):
-            address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
-            daemon_threads = True
-
-        self.server = Server((host, 0), Handler)
-        self.port = self.server.server_address[1]
-        self.netloc = f"[{host}]:{self.port}" if ":" in host else f"{host}:{self.port}"
-        self.url = f"http://{self.netloc}/hooks"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def bodies(self) -> list[Any]:
-        with self.lock:
-            return [json.loads(body) for _, body in self.received]
-
-    def hosts(self) -> list[str]:
-        with self.lock:
-            return [host for host, _ in self.received]
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 class FlagService(Service):
     """The service started with ``--allow-network`` flags and :data:`CONFIG`."""
 
     def __init__(self, directory: Path, networks: tuple[str, ...]) -> None:
-        super().__init__(directory)
-        self.config.write_text(CONFIG)
-        self.networks = networks
-
-    def start(self) -> None:
-        flags = [f"--allow-network={network}" for network in self.networks]
-        self.log_path = self.directory / f"service-{self.runs}.log"
-        self.runs += 1
-        with self.log_path.open("wb") as log:
-            self.process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "twisted",
-                    "--log-format=text",
-                    "hooks",
-                    "--listen",
-                    "tcp:0:interface=127.0.0.1",
-                    "--database",
-                    self.database,
-                    "--config",
-                    str(self.config),
-                    *flags,
-                ],
-                cwd=ROOT,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-
-        def listening() -> str | None:
-            assert self.process is not None
-            if self.process.poll() is not None:
-                raise AssertionError(f"the service exited at start:\n{self.log()}")
-            for line in self.log().splitlines():
-                if "listening on http://127.0.0.1:" in line:
-                    return line.split("listening on ", 1)[1].split()[0]
-            return None
-
-        self.base = wait_for(listening, "the service to listen")
+        flags = [f"--allow-network={network}" for network in networks]
+        super().__init__(directory, config=CONFIG, flags=flags)
 
     def subscribe(self, token: str, url: str) -> tuple[int, Any]:
+        """Subscribe ``url`` to every event; the status and the answer."""
         status, _, answer = self.request("POST", "/hooks/", token, {"event": "*", "url": url})
         return status, answer
 
     def publish(self, token: str, data: object) -> int:
+        """Publish ``a.b`` with ``data``; how many deliveries it made."""
         status, _, answer = self.request("POST", "/events/", token, {"event": "a.b", "data": data})
         assert status == 202, answer
         return int(answer["deliveries"])

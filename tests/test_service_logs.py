@@ -1,6 +1,6 @@
 """
 End-to-end tests of the service's log: the real ``twist hooks`` in a child process (as
-:mod:`tests.test_service_e2e` runs it) on a temporary SQLite file, delivering over real
+:mod:`tests._service` runs it) on a temporary SQLite file, delivering over real
 sockets to a receiver on ``127.0.0.1``; its standard output and error, which is the log,
 are read back.
 
@@ -18,19 +18,15 @@ import json
 import re
 import signal
 import sqlite3
-import subprocess
-import sys
-import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.test_service_e2e import DEADLINE, ROOT, Service, wait_for
+from tests._service import DEADLINE, Receiver, Request, Service, wait_for
 from twisted_hooks.webhooks.signing import generate_secret
 
 #: Secrets in recipient URLs; none may reach the log.
@@ -59,80 +55,16 @@ allowed_networks = 127.0.0.0/8
 """
 
 
-class Receiver:
-    """A receiver on 127.0.0.1: 500 for paths under ``/fail``, 204 for any other; it
-    records the paths it was asked for."""
-
-    def __init__(self) -> None:
-        self.paths: list[str] = []
-        self.lock = threading.Lock()
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                with receiver.lock:
-                    receiver.paths.append(self.path)
-                self.send_response(500 if self.path.startswith("/fail") else 204)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+def answer_by_path(request: Request) -> int:
+    """500 for paths under ``/fail``, 204 for any other."""
+    return 500 if request.path.startswith("/fail") else 204
 
 
 class LoggedService(Service):
     """The service started with chosen ``twist`` options (``--log-format`` or none)."""
 
     def __init__(self, directory: Path, twist_options: Sequence[str]) -> None:
-        super().__init__(directory)
-        self.config.write_text(CONFIG)
-        self.twist_options = list(twist_options)
-
-    def start(self) -> None:
-        self.log_path = self.directory / f"service-{self.runs}.log"
-        self.runs += 1
-        with self.log_path.open("wb") as log:
-            self.process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "twisted",
-                    *self.twist_options,
-                    "hooks",
-                    "--listen",
-                    "tcp:0:interface=127.0.0.1",
-                    "--database",
-                    self.database,
-                    "--config",
-                    str(self.config),
-                ],
-                cwd=ROOT,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-
-        def listening() -> str | None:
-            assert self.process is not None
-            if self.process.poll() is not None:
-                raise AssertionError(f"the service exited at start:\n{self.log()}")
-            # As text: "... listening on URL ..."; as JSON: the record's "where" field.
-            found = re.search(
-                r'(?:listening on |"where": ")(http://127\.0\.0\.1:\d+/)', self.log()
-            )
-            return found.group(1) if found else None
-
-        self.base = wait_for(listening, "the service to listen")
+        super().__init__(directory, config=CONFIG, twist_options=twist_options)
 
     def store_subscriber(self, event: str, url: str) -> str:
         """Write a subscriber straight into the database, as one stored before its URL's
@@ -158,7 +90,7 @@ class LoggedService(Service):
 
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
-    receiver = Receiver()
+    receiver = Receiver(answer=answer_by_path)
     yield receiver
     receiver.close()
 
@@ -223,8 +155,8 @@ def test_outcome_lines_and_no_secret_in_the_log(tmp_path: Path, receiver: Receiv
     # The API's own listening factory starts and stops once; no connection logs a line.
     assert all("Site" in line for line in factory), factory
     assert len(factory) <= 2, factory
-    assert receiver.paths.count("/ok?api_key=" + OK_KEY) == 1
-    assert not any(path.startswith("/stored") for path in receiver.paths)
+    assert receiver.paths().count("/ok?api_key=" + OK_KEY) == 1
+    assert not any(path.startswith("/stored") for path in receiver.paths())
 
     def only(pattern: str) -> str:
         found = [line for line in lines if re.search(pattern, line)]

@@ -40,7 +40,7 @@ from twisted.logger import LogLevel, capturedLogs, formatEvent
 from twisted.python import threadable
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from tests.test_service_e2e import CONFIG, Receiver, Service, wait_for
+from tests._service import CONFIG, Receiver, Service, wait_for
 from twisted_hooks.store import (
     PostgresStore,
     SQLiteStore,

@@ -917,7 +917,7 @@ class RealServiceTests(TestCase):
         event, content type and user agent product."""
         from twisted.internet import reactor
 
-        from tests.test_service_e2e import Service
+        from tests._service import Service
 
         receiver = RecordingReceiver()
         port = reactor.listenTCP(0, Site(receiver), interface="127.0.0.1")

@@ -15,8 +15,8 @@ from conftest import Receiver
 from django.contrib.auth.models import User
 from django.test import override_settings
 
+from tests._service import Service
 from tests.django_project.blog.models import Article, Tag
-from tests.test_service_e2e import Service
 from twisted_hooks.contrib.django import ServiceError
 from twisted_hooks.webhooks import verify_standard
 
