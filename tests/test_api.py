@@ -40,11 +40,13 @@ from twisted_hooks.interfaces import IWebhookSender
 from twisted_hooks.service._times import isotime as _isotime
 from twisted_hooks.service._times import rfc3339 as _rfc3339
 from twisted_hooks.service.api import (
+    MAX_REQUEST_BODY,
     HooksAPI,
     HooksMetrics,
     openapi_document,
     routes,
 )
+from twisted_hooks.service.config import ServiceConfig
 from twisted_hooks.service.tokens import (
     PREFIX,
     create_token,
@@ -63,12 +65,14 @@ from twisted_hooks.webhooks.delivery import (
     ErrorKind,
     MemoryDeliveryStore,
 )
+from twisted_hooks.webhooks.patterns import MAX_NAME_LENGTH, NAME_GRAMMAR, PATTERN_GRAMMAR
 from twisted_hooks.webhooks.retry import RetryPolicy
 from twisted_hooks.webhooks.subscribers import (
     MAX_ENDPOINT_CONCURRENCY,
     MAX_RATE_LIMIT,
     MIN_RATE_LIMIT,
     Subscriber,
+    limit_range,
 )
 
 HERE = Path(__file__).resolve().parent
@@ -1166,6 +1170,102 @@ class SchemaAgreementTests(APITestCase):
         self.verdicts(
             "HookCreate", bodies, lambda body: self.call("POST", "/hooks/", self.alice, body)
         )
+
+
+class DefinitionTests(APITestCase):
+    """Each body is defined once: the rules that check requests are the ones the OpenAPI
+    document shows, and names, ranges and patterns come from the webhook layer."""
+
+    def test_patterns_and_lengths_come_from_the_webhook_layer(self) -> None:
+        """The event fields' patterns are the grammars of twisted_hooks.webhooks.patterns,
+        their length MAX_NAME_LENGTH, and the limits' ranges limit_range()'s."""
+        schemas = openapi_document()["components"]["schemas"]
+        for body in ("HookCreate", "HookUpdate", "Hook"):
+            event = schemas[body]["properties"]["event"]
+            self.assertEqual(event["pattern"], f"^{PATTERN_GRAMMAR}$")
+            self.assertEqual(event["maxLength"], MAX_NAME_LENGTH)
+            for name in ("max_concurrency", "rate_limit"):
+                shown = schemas[body]["properties"][name]
+                self.assertEqual((shown["minimum"], shown["maximum"]), limit_range(name))
+        publish = schemas["Publish"]["properties"]["event"]
+        self.assertEqual(publish["pattern"], f"^{NAME_GRAMMAR}$")
+        self.assertEqual(publish["maxLength"], MAX_NAME_LENGTH)
+
+    def test_read_only_fields_are_the_representations_others(self) -> None:
+        """A body may send back every field of a subscription's representation that it
+        cannot write (ignored), and nothing else: the read-only set is the representation
+        minus the writable fields, not a list of its own."""
+        schemas = openapi_document()["components"]["schemas"]
+        read_only = set(schemas["Hook"]["properties"]) - set(schemas["HookUpdate"]["properties"])
+        self.assertEqual(
+            read_only,
+            {"id", "user", "previous_secrets", "created_at", "updated_at", "subscription"},
+        )
+        hook = self.subscribe(self.alice)
+        response, body = self.call("PATCH", f"/hooks/{hook['id']}/", self.alice, hook)
+        self.assertEqual(response.code, 200, body)
+        response, body = self.call(
+            "PATCH", f"/hooks/{hook['id']}/", self.alice, {**hook, "colour": "red"}
+        )
+        self.assertError(response, body, 400, "invalid")
+        self.assertEqual(body["field"], "colour")
+        self.assertIn("'colour'", body["detail"])
+
+    def test_answers_have_exactly_their_schema_fields(self) -> None:
+        """A subscription, a delivery, its attempts and a publication are answered with
+        exactly the properties their schemas list."""
+        schemas = openapi_document()["components"]["schemas"]
+        hook = self.subscribe(self.alice)
+        self.assertEqual(set(hook), set(schemas["Hook"]["properties"]))
+        published = self.publish(self.alice)
+        self.assertEqual(set(published), set(schemas["Published"]["properties"]))
+        _, (delivery,) = self.call("GET", "/deliveries/", self.alice)
+        self.assertEqual(set(delivery), set(schemas["Delivery"]["properties"]))
+        _, detail = self.call("GET", f"/deliveries/{delivery['id']}/", self.alice)
+        (attempt,) = detail["attempts"]
+        self.assertEqual(set(attempt), set(schemas["Attempt"]["properties"]))
+
+    def test_required_fields_are_named(self) -> None:
+        """A body missing a required field is a 400 naming it, whichever field is
+        missing."""
+        for body, missing in (
+            ({"url": "https://example.com/h"}, "event"),
+            ({"event": "a.*"}, "url"),
+        ):
+            response, error = self.call("POST", "/hooks/", self.alice, body)
+            self.assertError(response, error, 400, "invalid")
+            self.assertEqual(
+                (error["field"], error["detail"]), (missing, f"{missing} is required")
+            )
+        response, error = self.call("POST", "/events/", self.alice, {"data": 1})
+        self.assertEqual((response.code, error["field"]), (400, "event"))
+
+    def test_subscribing_goes_through_hooks_subscribe(self) -> None:
+        """POST /hooks/ makes the subscription with Hooks.subscribe (the one path, with
+        the application's validation), owned by the token's owner."""
+        calls: list[dict[str, Any]] = []
+        subscribe = self.hooks.subscribe
+
+        def recording(*args: Any, **fields: Any) -> Any:
+            calls.append(fields)
+            return subscribe(*args, **fields)
+
+        self.hooks.subscribe = recording  # type: ignore[method-assign]
+        hook = self.subscribe(self.alice, hmac_digest="sha512")
+        (fields,) = calls
+        self.assertEqual(
+            (fields["event"], fields["owner"], fields["digest"]), ("article.*", "alice", "sha512")
+        )
+        stored = self.successResultOf(self.store.subscribers.get(hook["id"]))
+        self.assertEqual(stored.digest, "sha512")
+
+    def test_max_request_body_is_the_configuration_default(self) -> None:
+        """MAX_REQUEST_BODY is the configuration's default max_request_body (one
+        definition), and the API's default limit."""
+        self.assertEqual(MAX_REQUEST_BODY, ServiceConfig().max_request_body)
+        api = HooksAPI(self.hooks, self.store, self.clock)
+        self.addCleanup(api.close)
+        self.assertEqual(api._max_body, MAX_REQUEST_BODY)
 
 
 class OpenAPIGoldenTests(SynchronousTestCase):
