@@ -113,3 +113,14 @@ class MadeUpPackageTests(SynchronousTestCase):
         result = run(root)
         self.assertEqual(result.returncode, 1, result.stdout)
         self.assertIn("pkg -> pkg.x -> pkg", result.stdout)
+
+
+class PackageTests(SynchronousTestCase):
+    """The check on twisted_hooks itself."""
+
+    def test_twisted_hooks_has_no_import_cycle(self) -> None:
+        """No module of twisted_hooks imports, even under TYPE_CHECKING or inside a
+        function, a module that imports it back; the check's output names any cycle."""
+        result = run(ROOT / "twisted_hooks")
+        self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
+        self.assertIn("no import cycles in twisted_hooks", result.stdout)

@@ -17,11 +17,16 @@ if TYPE_CHECKING:
 
     from twisted.internet.defer import Deferred
 
-    from twisted_hooks.dispatcher import FireResult
+    from twisted_hooks._values import FireResult
     from twisted_hooks.store.tokens import Token
-    from twisted_hooks.webhooks.delivery import Attempt, Delivery, DeliveryStats, DeliveryUpdate
-    from twisted_hooks.webhooks.health import EndpointHealth
-    from twisted_hooks.webhooks.subscribers import Subscriber
+    from twisted_hooks.webhooks._deliveries import (
+        Attempt,
+        Delivery,
+        DeliveryStats,
+        DeliveryUpdate,
+    )
+    from twisted_hooks.webhooks._health import EndpointHealth
+    from twisted_hooks.webhooks._subscriber import Subscriber
 
 
 class IEventDispatcher(Interface):
@@ -263,3 +268,67 @@ class IWebhookSender(Interface):
 
     def attempt(delivery: Delivery, subscriber: Subscriber) -> Deferred[Attempt]:
         """POST the delivery to the subscriber (signed now) and classify the answer."""
+
+
+class IPolicySender(IWebhookSender):
+    """A sender that also takes the recipient policy of one delivery (a send's own
+    validators), checked for that attempt instead of its default one."""
+
+    def attempt(
+        delivery: Delivery, subscriber: Subscriber, policy: Any = None
+    ) -> Deferred[Attempt]:
+        """POST the delivery to the subscriber (signed now) under ``policy`` (a
+        :class:`~twisted_hooks.webhooks.validators.RecipientPolicy`, or ``None`` for the
+        sender's own) and classify the answer."""
+
+
+class IPublisher(Interface):
+    """Turns a published event into deliveries: validates and encodes it, matches the
+    subscribers, makes one delivery per subscriber and enqueues them in the delivery store.
+    It attempts nothing."""
+
+    def send(
+        name: str,
+        data: object,
+        sender: object = None,
+        *,
+        event_id: str | None = None,
+        options: Any = None,
+    ) -> Deferred[Any]:
+        """Publish an event; fires a :class:`~twisted_hooks.webhooks.SendResult` once its
+        deliveries are enqueued."""
+
+
+class IDeliveryIntake(Interface):
+    """Where the publishing side hands deliveries it has just stored, so that they are
+    attempted without waiting for a poll. Data only flows this way: nothing comes back."""
+
+    def accepted(event: Any, deliveries: Sequence[Delivery]) -> None:
+        """``deliveries`` of ``event`` (a :class:`~twisted_hooks.webhooks.WebhookEvent`,
+        whose send options hold its callbacks) are stored and due now."""
+
+    def revived(delivery: Delivery) -> None:
+        """``delivery`` was made due again (a retry of a dead delivery)."""
+
+    def wake() -> None:
+        """Deliveries may have become due (bulk recovery): look for them now."""
+
+
+class IEndpointGate(Interface):
+    """The one place an attempt is admitted: per-endpoint and per-host concurrency, rate
+    limit, circuit breaker, and lease-aware waiting for a slot."""
+
+    running = Attribute("``False`` once stopped: nothing more is admitted.")
+
+    def admit(delivery: Delivery, subscriber: Subscriber) -> Any:
+        """A slot for one attempt of ``delivery`` to ``subscriber``, a
+        :class:`~twisted_hooks.webhooks.scheduler.HoldBack` (not now: give it back, due
+        then), or a Deferred firing one of these once decided. A slot must be given back
+        with :meth:`release` when the attempt's HTTP exchange is over."""
+
+    def release(slot: Any) -> None:
+        """The attempt holding ``slot`` is over: its endpoint's and host's places are free."""
+
+    def stop() -> None:
+        """Admit nothing more; every delivery waiting for a slot is told to go back to the
+        store, unattempted, due when it was."""

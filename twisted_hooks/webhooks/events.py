@@ -10,23 +10,23 @@ event too, and its webhook handler turns it into deliveries.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import attrs
 from twisted.internet.defer import Deferred
 
 from twisted_hooks._fields import Rule, rule_of
 from twisted_hooks.webhooks._settings import BACKENDS, Settings
+from twisted_hooks.webhooks._subscriber import _headers
+from twisted_hooks.webhooks.buffer import EventBuffer
 from twisted_hooks.webhooks.delivery import Attempt, Delivery
 from twisted_hooks.webhooks.patterns import validate_event_name
 from twisted_hooks.webhooks.retry import RetryPolicy
-from twisted_hooks.webhooks.subscribers import Subscriber, _headers
+from twisted_hooks.webhooks.subscribers import Subscriber
 from twisted_hooks.webhooks.validators import IRecipientValidator, RecipientPolicy
 
-if TYPE_CHECKING:
-    from twisted_hooks.webhooks.app import Hooks
-
 __all__ = [
+    "Application",
     "Callback",
     "ErrorCallback",
     "Event",
@@ -41,6 +41,35 @@ __all__ = [
 
 #: The rule of an event's ``timeout``: that of the application's.
 _TIMEOUT: Rule = rule_of(attrs.fields(Settings).timeout) or Rule()
+
+
+class Application(Protocol):
+    """
+    What an :class:`Event` needs of its application (a
+    :class:`~twisted_hooks.webhooks.Hooks` has it): the settings its options start from,
+    and the Deferred ``send``.
+    """
+
+    @property
+    def settings(self) -> Settings:
+        """The application's defaults."""
+
+    def send(
+        self,
+        name: str,
+        data: object,
+        sender: object = None,
+        *,
+        event_id: str | None = None,
+        options: SendOptions | None = None,
+    ) -> Deferred[SendResult]:
+        """Publish an event; see :meth:`twisted_hooks.webhooks.Hooks.send`."""
+
+    def buffer_events(
+        self, flush_freq: int | None = None, flush_timeout: float | None = None
+    ) -> EventBuffer[Any]:
+        """Hold sends; see :meth:`twisted_hooks.webhooks.Hooks.buffer_events`."""
+
 
 #: Thorn's ``on_success(request)``.
 Callback = Callable[["Request"], object]
@@ -182,15 +211,15 @@ class NoApplication(RuntimeError):
     """An :class:`Event` was sent with no application given and no default set."""
 
 
-_default_app: list[Hooks] = []
+_default_app: list[Application] = []
 
 
-def set_default_app(app: Hooks | None) -> None:
+def set_default_app(app: Application | None) -> None:
     """Make ``app`` the application of events created without ``app=`` (``None`` clears)."""
     _default_app[:] = [] if app is None else [app]
 
 
-def get_default_app() -> Hooks:
+def get_default_app() -> Application:
     """The application set by :func:`set_default_app`; raises :class:`NoApplication`."""
     if not _default_app:
         raise NoApplication(
@@ -232,7 +261,7 @@ class Event:
         retry: bool | None = None,
         retry_max: int | None = None,
         retry_delay: float | None = None,
-        app: Hooks | None = None,
+        app: Application | None = None,
         recipient_validators: Sequence[IRecipientValidator] | None = None,
         subscribers: object = None,
         request_data: Mapping[str, Any] | None = None,
@@ -282,7 +311,7 @@ class Event:
 
     def options(
         self,
-        app: Hooks,
+        app: Application,
         on_success: Callback | None = None,
         on_error: ErrorCallback | None = None,
         on_timeout: ErrorCallback | None = None,

@@ -23,11 +23,16 @@ import attrs
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from twisted_hooks.interfaces import IHealthStore
-from twisted_hooks.webhooks.delivery import Attempt, ErrorKind
+from twisted_hooks.webhooks import _health as _values
+from twisted_hooks.webhooks._health import (
+    EndpointHealth,
+    HealthEvent,
+    _log,
+)
+from twisted_hooks.webhooks.delivery import Attempt
 from twisted_hooks.webhooks.subscribers import MAX_RATE_LIMIT, MIN_RATE_LIMIT, Subscriber
 
 __all__ = [
@@ -44,70 +49,24 @@ __all__ = [
     "HealthEvent",
 ]
 
-_log = Logger(namespace="twisted_hooks.webhooks.health")
-
 #: Attempts flow normally.
-CLOSED = "closed"
+CLOSED = _values.CLOSED
 #: Too many consecutive failures: attempts are held back until the cool-down ends.
-OPEN = "open"
+OPEN = _values.OPEN
 #: The cool-down ended: one probe attempt decides whether the circuit closes or opens again.
-HALF_OPEN = "half_open"
+HALF_OPEN = _values.HALF_OPEN
 #: Every circuit state.
-CIRCUITS: tuple[str, ...] = (CLOSED, OPEN, HALF_OPEN)
-
+CIRCUITS: tuple[str, ...] = _values.CIRCUITS
 #: A :class:`HealthEvent`: the circuit opened (from closed, or again after a failed probe).
-OPENED = "opened"
+OPENED = _values.OPENED
 #: A :class:`HealthEvent`: the circuit closed again after being open.
-RECOVERED = "recovered"
+RECOVERED = _values.RECOVERED
 #: A :class:`HealthEvent`: the endpoint failed for long enough to be disabled.
-DISABLED = "disabled"
-
+DISABLED = _values.DISABLED
 #: The kinds of failed attempt that count against an endpoint: it was reached (or should
 #: have been) and did not answer 2xx. A refused recipient, a vanished subscriber or a bug
 #: of ours says nothing about the endpoint; 410 Gone deactivates it on its own.
-COUNTED_FAILURES: frozenset[str] = frozenset(
-    {ErrorKind.TIMEOUT, ErrorKind.CONNECTION, ErrorKind.DNS, ErrorKind.STATUS, ErrorKind.REDIRECT}
-)
-
-
-@attrs.frozen
-class EndpointHealth:
-    """
-    The health of one endpoint.
-
-    :ivar subscriber_id: the endpoint.
-    :ivar consecutive_failures: failed attempts since the last success.
-    :ivar first_failure_at: when the current failure streak began (``None`` without one).
-    :ivar last_failure_at: when its latest failure happened.
-    :ivar circuit: :data:`CLOSED`, :data:`OPEN` or :data:`HALF_OPEN`.
-    :ivar opened_at: when the circuit last opened.
-    :ivar disabled_since: when the endpoint was disabled for sustained failure, or ``None``.
-    :ivar updated_at: when this record last changed.
-    """
-
-    subscriber_id: str
-    consecutive_failures: int = 0
-    first_failure_at: float | None = None
-    last_failure_at: float | None = None
-    circuit: str = CLOSED
-    opened_at: float | None = None
-    disabled_since: float | None = None
-    updated_at: float = 0.0
-
-
-@attrs.frozen
-class HealthEvent:
-    """
-    A change of an endpoint's health that the application announces.
-
-    :ivar kind: :data:`OPENED`, :data:`RECOVERED` or :data:`DISABLED`.
-    :ivar health: the endpoint's health record after the change.
-    :ivar reason: what happened, for people.
-    """
-
-    kind: str
-    health: EndpointHealth
-    reason: str
+COUNTED_FAILURES: frozenset[str] = _values.COUNTED_FAILURES
 
 
 @attrs.define
