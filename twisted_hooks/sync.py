@@ -46,6 +46,7 @@ import time
 from collections.abc import Callable, Coroutine, Iterable
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar, overload
 
+import attrs
 import crochet
 from twisted.internet.defer import CancelledError, Deferred, maybeDeferred
 from twisted.logger import Logger
@@ -159,6 +160,7 @@ def setup() -> None:
     Twisted's log messages to the standard library's :mod:`logging`.
     """
     crochet.setup()
+    _state.set_up = True
 
 
 def no_setup() -> None:
@@ -172,12 +174,22 @@ def no_setup() -> None:
     :raise RuntimeError: when :func:`setup` was called before.
     """
     crochet.no_setup()
+    _state.set_up = True
+
+
+@attrs.define
+class _SetUpState:
+    """Whether :func:`setup` or :func:`no_setup` ran in this process (crochet itself
+    offers no public way to ask)."""
+
+    set_up: bool = False
+
+
+_state = _SetUpState()
 
 
 def _is_set_up() -> bool:
-    # crochet offers no public way to ask; its event loop records it. Should a later
-    # crochet rename the attribute, assume set up and let crochet report the problem.
-    return bool(getattr(getattr(crochet, "_main", None), "_started", True))
+    return _state.set_up
 
 
 # -- blocking calls ------------------------------------------------------------------------

@@ -656,6 +656,50 @@ def test_not_set_up() -> None:
     assert "twisted_hooks.sync.setup()" in result.stdout
 
 
+def test_no_setup_counts_as_set_up() -> None:
+    """After no_setup() (a program running its own reactor) the facade is usable from
+    another thread: no NotSetUpError, the call reaches the reactor the program runs."""
+    result = run_python(
+        "import threading\n"
+        "from twisted.internet import reactor\n"
+        "from twisted_hooks import EventDispatcher, sync\n"
+        "sync.no_setup()\n"
+        "dispatcher = EventDispatcher(['user'])\n"
+        "dispatcher.start()\n"
+        "facade = sync.BlockingDispatcher(dispatcher)\n"
+        "def other_thread():\n"
+        "    try:\n"
+        "        result = facade.fire_event('e', timeout=10)\n"
+        "        print('fired, dropped:', result.dropped)\n"
+        "    finally:\n"
+        "        reactor.callFromThread(reactor.stop)\n"
+        "reactor.callWhenRunning(threading.Thread(target=other_thread).start)\n"
+        "reactor.run()\n"
+    )
+    assert result.returncode == 0, result.stderr
+    assert "fired, dropped: False" in result.stdout
+
+
+def test_crochet_private_state_is_not_read() -> None:
+    """twisted_hooks.sync uses crochet's public API only: no ``crochet._name``."""
+    import ast
+    import inspect
+
+    from twisted_hooks import sync
+
+    tree = ast.parse(inspect.getsource(sync))
+    private = [
+        node.attr
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute)
+        and isinstance(node.value, ast.Name)
+        and node.value.id == "crochet"
+        and node.attr.startswith("_")
+    ]
+    assert private == []
+    assert "getattr(crochet" not in inspect.getsource(sync)
+
+
 def test_reactor_stopped() -> None:
     """Once the reactor has stopped, a facade call raises ReactorStoppedError."""
     result = run_python(
