@@ -15,6 +15,7 @@ a wheel cache configured for pip only makes it faster.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -22,27 +23,22 @@ import shutil
 import subprocess
 import sys
 import tarfile
-import threading
-import time
 import urllib.error
 import urllib.request
 import zipfile
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import attrs
 import pytest
 
+from tests._service import DEADLINE, LISTENING, ROOT, Program, Receiver, wait_for
 from twisted_hooks.webhooks import verify, verify_standard
 
-ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "doc"
 EXAMPLES = DOC / "examples"
 
-#: The longest one wait for the service or a delivery lasts, in seconds.
-DEADLINE = 30.0
 #: The longest one pip or build command lasts, in seconds.
 INSTALL_DEADLINE = 600.0
 
@@ -64,17 +60,6 @@ NOT_SOURCE = shutil.ignore_patterns(
     "*.sqlite3*",
     "tests.*",
 )
-
-
-def wait_for(condition: Callable[[], object], what: str, deadline: float = DEADLINE) -> Any:
-    """Poll ``condition`` until it returns something true; fail after ``deadline``."""
-    end = time.monotonic() + deadline
-    while time.monotonic() < end:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {deadline:g} s waiting for {what}")
 
 
 def clean_environment(**extra: str) -> dict[str, str]:
@@ -220,41 +205,6 @@ def test_checkout_is_not_importable_in_the_venv(venv: Venv, tmp_path: Path) -> N
 # -- a receiver and the installed service ----------------------------------------------------
 
 
-class Receiver:
-    """A webhook receiver on 127.0.0.1 that records each POST (header names in lower
-    case) and answers 204."""
-
-    def __init__(self) -> None:
-        self.received: list[tuple[dict[str, str], bytes]] = []
-        self.lock = threading.Lock()
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                with receiver.lock:
-                    headers = {name.lower(): value for name, value in self.headers.items()}
-                    receiver.received.append((headers, body))
-                self.send_response(204)
-                self.end_headers()
-
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def deliveries(self) -> list[tuple[dict[str, str], bytes]]:
-        with self.lock:
-            return list(self.received)
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
     receiver = Receiver()
@@ -262,45 +212,30 @@ def receiver() -> Iterator[Receiver]:
     receiver.close()
 
 
-class InstalledService:
+class InstalledService(Program):
     """``twist hooks`` of a virtual environment, in a child process, in ``directory``
     (which is also its ``PYTHONPATH``, for listener modules)."""
 
     def __init__(self, venv: Venv, directory: Path, *options: str) -> None:
+        # Listener modules are found on PYTHONPATH, as the service guide says.
+        environment = clean_environment(PYTHONPATH=str(directory))
+        super().__init__(directory, "service", cwd=directory, env=environment)
         self.venv = venv
-        self.directory = directory
-        self.log_path = directory / "service.log"
-        with self.log_path.open("wb") as log:
-            self.process = subprocess.Popen(
-                [
-                    venv.bin("twist"),
-                    "--log-format=text",
-                    "hooks",
-                    *options,
-                    "--listen",
-                    "tcp:0:interface=127.0.0.1",
-                ],
-                cwd=directory,
-                # Listener modules are found on PYTHONPATH, as the service guide says.
-                env=clean_environment(PYTHONPATH=str(directory)),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-
-        def listening() -> str | None:
-            if self.process.poll() is not None:
-                raise AssertionError(f"the service exited at start:\n{self.log()}")
-            found = re.search(r"listening on (http://127\.0\.0\.1:\d+/)", self.log())
-            return found.group(1) if found else None
-
+        self.launch(
+            [
+                venv.bin("twist"),
+                "--log-format=text",
+                "hooks",
+                *options,
+                "--listen",
+                "tcp:0:interface=127.0.0.1",
+            ]
+        )
         try:
-            self.base = wait_for(listening, "the service to listen")
+            self.base = self.wait_for_log(LISTENING, "the service to listen").group(1)
         except BaseException:
             self.stop()
             raise
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
 
     def cli(self, *argv: str) -> str:
         """The venv's ``twisted-hooks ARGV``, in the service's directory; its output."""
@@ -322,13 +257,10 @@ class InstalledService:
             return error.code, json.load(error)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=DEADLINE)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=DEADLINE)
+        """SIGTERM, and wait for the end (a kill if it does not come)."""
+        if self.process is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.terminate()
 
 
 @pytest.fixture
@@ -374,7 +306,7 @@ def test_one_delivery_through_the_installed_service(
     )
     assert (status, published["deliveries"]) == (202, 1), published
 
-    [(headers, body)] = wait_for(receiver.deliveries, "the delivery")
+    [(headers, body)] = wait_for(lambda: receiver.received, "the delivery")
     assert json.loads(body) == {"order": 42}
     assert headers["hook-event"] == "order.paid"
     verify_standard(hook["hmac_secret"], headers, body)
@@ -399,7 +331,7 @@ def test_refused_recipient_through_the_installed_service(
         "POST", "/hooks/", token, {"event": "order.*", "url": receiver.url}
     )
     assert (status, error.get("field")) == (400, "url"), error
-    assert receiver.deliveries() == []
+    assert receiver.received == []
 
 
 # -- the documentation's programs ------------------------------------------------------------
