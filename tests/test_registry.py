@@ -12,13 +12,17 @@ from zope.interface.interfaces import ComponentLookupError
 from zope.interface.registry import Components
 
 from twisted_hooks.dispatcher import EventDispatcher
-from twisted_hooks.interfaces import IEventDispatcher
+from twisted_hooks.interfaces import IEventDispatcher, IWebhookApplication
 from twisted_hooks.registry import (
     DispatcherLookupError,
+    default_registry,
     get_dispatcher,
+    query_application,
     query_dispatcher,
+    register_application,
     register_dispatcher,
     registered_dispatchers,
+    unregister_application,
     unregister_dispatcher,
 )
 
@@ -307,3 +311,78 @@ class IsolationTests(SynchronousTestCase):
         register_dispatcher(child, in_child)
         self.assertIs(get_dispatcher(child), in_child)
         self.assertIs(get_dispatcher(base), in_base)
+
+
+class _App:
+    """Stands for a webhook application: only ``send`` is looked at."""
+
+    settings = None
+
+    def send(self, *args: object, **kwargs: object) -> None:
+        """Nothing."""
+
+    def buffer_events(self, *args: object) -> None:
+        """Nothing."""
+
+
+class ApplicationTests(SynchronousTestCase):
+    """
+    The default webhook application lives in a zope registry, as the utility providing
+    IWebhookApplication.
+    """
+
+    def test_register_query_unregister(self) -> None:
+        """An application registered in a registry is found there, under its name, and
+        nowhere else; unregistering removes it and says whether there was one."""
+        registry, other = Components("one"), Components("other")
+        app, named = _App(), _App()
+        register_application(registry, app)
+        register_application(registry, named, "shop")
+        self.assertIs(query_application(registry), app)
+        self.assertIs(query_application(registry, "shop"), named)
+        self.assertIs(registry.getUtility(IWebhookApplication), app)
+        self.assertIsNone(query_application(other))
+        self.assertTrue(unregister_application(registry))
+        self.assertIsNone(query_application(registry))
+        self.assertFalse(unregister_application(registry))
+        self.assertIs(query_application(registry, "shop"), named)
+
+    def test_register_replaces(self) -> None:
+        """Registering another application under the same name replaces the first."""
+        registry = Components("one")
+        first, second = _App(), _App()
+        register_application(registry, first)
+        register_application(registry, second)
+        self.assertIs(query_application(registry), second)
+
+    def test_bad_arguments(self) -> None:
+        """Something that cannot send, a registry that is none and a name that is not text
+        are refused with a TypeError naming the problem."""
+        with self.assertRaises(TypeError) as caught:
+            register_application(Components("one"), object())
+        self.assertIn("is not a webhook application", str(caught.exception))
+        with self.assertRaises(TypeError) as caught:
+            register_application({}, _App())  # type: ignore[arg-type]
+        self.assertIn(
+            "registry must be a zope.interface.registry.Components", str(caught.exception)
+        )
+        with self.assertRaises(TypeError):
+            query_application(Components("one"), 3)  # type: ignore[arg-type]
+
+    def test_default_app_is_the_default_registrys(self) -> None:
+        """set_default_app registers in default_registry(), and get_default_app reads it
+        back from there: an application registered there directly is the default; no module
+        global holds it."""
+        from twisted_hooks.webhooks import events
+        from twisted_hooks.webhooks.events import NoApplication
+
+        app = _App()
+        self.addCleanup(events.set_default_app, None)
+        events.set_default_app(app)  # type: ignore[arg-type]
+        self.assertIs(query_application(default_registry()), app)
+        other = _App()
+        register_application(default_registry(), other)
+        self.assertIs(events.get_default_app(), other)
+        unregister_application(default_registry())
+        self.assertRaises(NoApplication, events.get_default_app)
+        self.assertFalse(hasattr(events, "_default_app"))

@@ -332,3 +332,28 @@ class IEndpointGate(Interface):
     def stop() -> None:
         """Admit nothing more; every delivery waiting for a slot is told to go back to the
         store, unattempted, due when it was."""
+
+
+class IWebhookApplication(Interface):
+    """
+    A webhook application as events use it (:class:`~twisted_hooks.webhooks.Hooks` is
+    one): the application an :class:`~twisted_hooks.webhooks.Event` made without ``app=``
+    sends through is the one registered for this role
+    (:func:`twisted_hooks.registry.register_application`).
+    """
+
+    settings = Attribute("The application's :class:`~twisted_hooks.webhooks.Settings`.")
+
+    def send(
+        name: str,
+        data: object,
+        sender: object = None,
+        *,
+        event_id: str | None = None,
+        options: Any = None,
+    ) -> Deferred[Any]:
+        """Publish an event; fires a :class:`~twisted_hooks.webhooks.SendResult` once its
+        deliveries are accepted."""
+
+    def buffer_events(flush_freq: int | None = None, flush_timeout: float | None = None) -> Any:
+        """Thorn's ``buffer_events``: an :class:`~twisted_hooks.webhooks.EventBuffer`."""

@@ -14,9 +14,16 @@ only knows the registry can find it::
     ...
     dispatcher = get_dispatcher(components, "users")
 
-The registry is always passed in: this module keeps no registry of its own, so two
-applications (or two tests) never see each other's dispatchers. To use the global site
-manager of ``zope.component``, pass ``zope.component.getGlobalSiteManager()``.
+The registry is always passed in, so two applications (or two tests) never see each
+other's dispatchers. To use the global site manager of ``zope.component``, pass
+``zope.component.getGlobalSiteManager()``.
+
+The webhook application that :class:`~twisted_hooks.webhooks.Event` objects made without
+``app=`` send through is registered the same way, as the utility providing
+:class:`~twisted_hooks.interfaces.IWebhookApplication`
+(:func:`register_application`); Thorn's ``set_default_app`` and ``get_default_app``
+(:mod:`twisted_hooks.webhooks`) register in and look up the process's own registry,
+:func:`default_registry`.
 """
 
 from __future__ import annotations
@@ -26,16 +33,23 @@ from typing import Any
 from zope.interface.interfaces import ComponentLookupError, IComponents
 from zope.interface.registry import Components
 
-from twisted_hooks.interfaces import IEventDispatcher
+from twisted_hooks.interfaces import IEventDispatcher, IWebhookApplication
 
 __all__ = [
     "DispatcherLookupError",
+    "default_registry",
     "get_dispatcher",
+    "query_application",
     "query_dispatcher",
+    "register_application",
     "register_dispatcher",
     "registered_dispatchers",
+    "unregister_application",
     "unregister_dispatcher",
 ]
+
+#: The registry :func:`twisted_hooks.webhooks.set_default_app` registers in.
+_DEFAULT = Components("twisted_hooks")
 
 
 class DispatcherLookupError(ComponentLookupError):
@@ -206,3 +220,58 @@ def registered_dispatchers(registry: Components) -> list[tuple[str, IEventDispat
     """
     _check_registry(registry)
     return sorted(registry.getUtilitiesFor(IEventDispatcher), key=lambda pair: pair[0])
+
+
+def default_registry() -> Components:
+    """
+    The process's registry of the default webhook application, which
+    :func:`twisted_hooks.webhooks.set_default_app` registers in and
+    :func:`twisted_hooks.webhooks.get_default_app` looks up.
+    """
+    return _DEFAULT
+
+
+def register_application(registry: Components, app: object, name: str = "") -> None:
+    """
+    Register ``app`` (a :class:`~twisted_hooks.webhooks.Hooks`, or any object with its
+    ``settings``, ``send`` and ``buffer_events``) in ``registry`` as the utility providing
+    :class:`~twisted_hooks.interfaces.IWebhookApplication`, replacing the one registered
+    under ``name``.
+
+    :raise TypeError: when ``registry`` is not a component registry, ``name`` is not a
+        string, or ``app`` has no ``send`` method.
+    """
+    _check_registry(registry)
+    _check_name(name)
+    if not callable(getattr(app, "send", None)):
+        raise TypeError(
+            f"{type(app).__name__} {app!r} is not a webhook application (it has no send "
+            "method); register a twisted_hooks.webhooks.Hooks"
+        )
+    registry.registerUtility(app, IWebhookApplication, name)
+
+
+def query_application(registry: Components, name: str = "") -> Any:
+    """
+    The webhook application registered in ``registry`` under ``name``, or ``None``.
+
+    :raise TypeError: when ``registry`` is not a component registry or ``name`` is not a
+        string.
+    """
+    _check_registry(registry)
+    _check_name(name)
+    return registry.queryUtility(IWebhookApplication, name)
+
+
+def unregister_application(registry: Components, name: str = "") -> bool:
+    """
+    Remove the webhook application registered in ``registry`` under ``name``.
+
+    :return: ``True`` when one was registered and has been removed.
+    :raise TypeError: when ``registry`` is not a component registry or ``name`` is not a
+        string.
+    """
+    _check_registry(registry)
+    _check_name(name)
+    removed: bool = registry.unregisterUtility(provided=IWebhookApplication, name=name)
+    return removed

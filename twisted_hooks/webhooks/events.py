@@ -16,6 +16,12 @@ import attrs
 from twisted.internet.defer import Deferred
 
 from twisted_hooks._fields import Rule, rule_of
+from twisted_hooks.registry import (
+    default_registry,
+    query_application,
+    register_application,
+    unregister_application,
+)
 from twisted_hooks.webhooks._settings import BACKENDS, Settings
 from twisted_hooks.webhooks._subscriber import _headers
 from twisted_hooks.webhooks.buffer import EventBuffer
@@ -211,22 +217,27 @@ class NoApplication(RuntimeError):
     """An :class:`Event` was sent with no application given and no default set."""
 
 
-_default_app: list[Application] = []
-
-
 def set_default_app(app: Application | None) -> None:
-    """Make ``app`` the application of events created without ``app=`` (``None`` clears)."""
-    _default_app[:] = [] if app is None else [app]
+    """
+    Make ``app`` the application of events created without ``app=`` (``None`` clears): it
+    is registered in :func:`twisted_hooks.registry.default_registry` as the
+    :class:`~twisted_hooks.interfaces.IWebhookApplication`.
+    """
+    if app is None:
+        unregister_application(default_registry())
+    else:
+        register_application(default_registry(), app)
 
 
 def get_default_app() -> Application:
     """The application set by :func:`set_default_app`; raises :class:`NoApplication`."""
-    if not _default_app:
+    app: Application | None = query_application(default_registry())
+    if app is None:
         raise NoApplication(
             "this Event has no application: create it with Event(name, app=hooks), or call "
             "twisted_hooks.webhooks.set_default_app(hooks) first"
         )
-    return _default_app[0]
+    return app
 
 
 class Event:
