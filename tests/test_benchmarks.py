@@ -305,7 +305,7 @@ def test_engine_prints_one_line_with_a_positive_cost() -> None:
     (line,) = (json.loads(text) for text in result.stdout.splitlines())
     assert (line["benchmark"], line["name"]) == ("engine", "engine")
     assert (line["events"], line["rounds"], line["errors"]) == (50, 2, 0)
-    for key in ("us_per_event", "us_per_event_best"):
+    for key in ("us_per_event", "us_per_event_best", "cpu_us_per_event"):
         assert isinstance(line[key], int | float) and line[key] > 0, (key, line)
     assert line["us_per_event_best"] <= line["us_per_event"]
 

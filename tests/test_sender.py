@@ -458,16 +458,20 @@ class ReadCappedTests(SynchronousTestCase):
         self.assertTrue(response.transport.aborted)
         response.protocol.connectionLost(Failure(ConnectionLost()))
 
-    def test_abort_reaches_the_proxied_transport(self) -> None:
-        """Behind a transport proxy (as Twisted's HTTP client gives), the real transport
-        is aborted."""
+    def test_abort_through_the_transport_proxy(self) -> None:
+        """Behind a transport proxy (as Twisted's HTTP client gives, without
+        abortConnection), the connection is dropped through the proxy's public
+        loseConnection, which Twisted passes on; the proxy's private attributes are not
+        reached into."""
         response = FakeResponse()
         real = FakeTransport()
-        response.transport = ProxyTransport(real)  # type: ignore[assignment]
+        proxy = ProxyTransport(real)
+        response.transport = proxy  # type: ignore[assignment]
         d = read_capped(response, 1)
         response.protocol.dataReceived(b"xx")
         self.assertEqual(self.successResultOf(d), (b"xx", True))
-        self.assertTrue(real.aborted)
+        self.assertTrue(proxy.lost)
+        self.assertFalse(real.aborted)
 
     def test_abort_without_abortConnection(self) -> None:
         """A transport without abortConnection is closed with loseConnection."""
@@ -1094,6 +1098,8 @@ class OwnClientTests(SynchronousTestCase):
 
 
 class ConcurrencyTests(SynchronousTestCase):
+    """The sender only sends: it caps nothing (the application's EndpointGate does)."""
+
     def start(self, sender: HTTPSender, urls: list[str]) -> list[Deferred[Attempt]]:
         results = []
         for number, url in enumerate(urls):
@@ -1103,127 +1109,48 @@ class ConcurrencyTests(SynchronousTestCase):
             )
         return results
 
-    def test_per_host_cap(self) -> None:
-        """With max_per_host=2, two requests to one host are outstanding at once; the third
-        starts when one finishes, and the table of hosts empties when idle."""
+    def test_every_attempt_starts_at_once(self) -> None:
+        """With max_per_host=1 and max_concurrency=1, three attempts to one host are all
+        outstanding at once: the sender holds none back, and each ends on its own."""
         resource = Holding()
-        sender, stub, _clock = harness(resource, max_per_host=2)
+        sender, stub, _clock = harness(resource, max_per_host=1, max_concurrency=1)
         results = self.start(sender, [URL] * 3)
         stub.flush()
-        self.assertEqual(len(resource.requests), 2)
-        resource.finish(0)
-        stub.flush()
         self.assertEqual(len(resource.requests), 3)
-        self.assertTrue(self.successResultOf(results.pop(0)).succeeded)
-        resource.finish(1)
-        resource.finish(2)
-        stub.flush()
-        for result in results:
-            self.assertTrue(self.successResultOf(result).succeeded)
-        self.assertEqual(sender._hosts, {})
-
-    def test_hosts_are_separate(self) -> None:
-        """The per-host cap counts (scheme, host, port): other origins are not held back,
-        and the held-back attempt starts when its origin's slot frees."""
-        resource = Holding()
-        sender, stub, _clock = harness(resource, max_per_host=1)
-        results = self.start(
-            sender,
-            [
-                URL,
-                "http://other.example.com/receive",
-                "http://hooks.example.com:8000/receive",
-                "https://hooks.example.com/receive",
-                URL,
-            ],
-        )
-        stub.flush()
         self.assertEqual(
-            resource.hosts(),
-            [
-                "hooks.example.com",
-                "other.example.com",
-                "hooks.example.com:8000",
-                "hooks.example.com",
-            ],
+            [wire_headers(r)["webhook-id"] for r in resource.requests],
+            ["msg_0", "msg_1", "msg_2"],
         )
-        self.assertTrue(resource.requests[3].isSecure())
-        resource.finish(0)
-        stub.flush()
-        self.assertEqual(len(resource.requests), 5)
-        self.assertFalse(resource.requests[4].isSecure())
-        resource.drain(stub)
-        for result in results:
-            self.assertTrue(self.successResultOf(result).succeeded)
-        self.assertEqual(sender._hosts, {})
-
-    def test_global_cap(self) -> None:
-        """With max_concurrency=2, two requests are outstanding in all, across hosts; the
-        third starts when one finishes."""
-        resource = Holding()
-        sender, stub, _clock = harness(resource, max_concurrency=2)
-        urls = [f"http://host{n}.example.com/receive" for n in range(3)]
-        results = self.start(sender, urls)
-        stub.flush()
-        self.assertEqual(resource.hosts(), ["host0.example.com", "host1.example.com"])
-        resource.finish(1)
-        stub.flush()
-        self.assertEqual(len(resource.requests), 3)
-        self.assertEqual(resource.hosts()[2], "host2.example.com")
-        resource.finish(0)
-        resource.finish(2)
-        stub.flush()
-        for result in results:
-            self.assertTrue(self.successResultOf(result).succeeded)
-        self.assertEqual(sender._hosts, {})
-
-    def test_failures_release(self) -> None:
-        """Failed attempts (here timeouts) give their slots back."""
-        resource = Holding()
-        sender, stub, clock = harness(resource, max_per_host=1, max_concurrency=1)
-        results = self.start(sender, [URL, URL])
-        stub.flush()
-        self.assertEqual(len(resource.requests), 1)
-        clock.advance(10)
-        self.assertEqual(self.successResultOf(results[0]).error_kind, ErrorKind.TIMEOUT)
-        stub.flush()
-        self.assertEqual(len(resource.requests), 2)
         resource.finish(1)
         stub.flush()
         self.assertTrue(self.successResultOf(results[1]).succeeded)
-        self.assertEqual(sender._hosts, {})
-
-    def test_per_host_cap_holds_while_queued_globally(self) -> None:
-        """An attempt waiting for a global slot never lets a host exceed max_per_host,
-        even when the host's other attempts finish meanwhile."""
-        resource = Holding()
-        sender, stub, _clock = harness(resource, max_per_host=1, max_concurrency=2)
-        x, y = URL, "http://other.example.com/receive"
-        first = self.start(sender, [x, y])
-        stub.flush()
-        second = self.start(sender, [x])
-        resource.finish(0)  # x's first attempt ends; x's second may start
-        stub.flush()
-        third = self.start(sender, [x])
-        resource.finish(1)  # y's attempt ends; a global slot frees
-        stub.flush()
-        open_to_x = [r for r in resource.open() if wire_headers(r)["host"] == "hooks.example.com"]
-        self.assertEqual(len(open_to_x), 1)
+        self.assertNoResult(results[0])
         resource.drain(stub)
-        for result in first + second + third:
+        for result in (results[0], results[2]):
             self.assertTrue(self.successResultOf(result).succeeded)
-        self.assertEqual(sender._hosts, {})
 
-    def test_busy_host_does_not_starve_others(self) -> None:
-        """Attempts queued for a host at its cap do not take global slots from other
-        hosts."""
+    def test_failures_end_alone(self) -> None:
+        """A timed-out attempt ends with its own deadline; the others are untouched."""
         resource = Holding()
-        sender, stub, _clock = harness(resource, max_per_host=1, max_concurrency=2)
-        results = self.start(sender, [URL, URL, URL, "http://other.example.com/receive"])
+        sender, stub, clock = harness(resource, max_per_host=1, max_concurrency=1)
+        first = self.start(sender, [URL])
+        clock.advance(5)
+        second = self.start(sender, [URL])
         stub.flush()
-        self.assertEqual(resource.hosts(), ["hooks.example.com", "other.example.com"])
-        resource.drain(stub)
-        self.assertEqual(resource.hosts()[2:], ["hooks.example.com"] * 2)
-        for result in results:
-            self.assertTrue(self.successResultOf(result).succeeded)
-        self.assertEqual(sender._hosts, {})
+        self.assertEqual(len(resource.requests), 2)
+        clock.advance(5)
+        self.assertEqual(self.successResultOf(first[0]).error_kind, ErrorKind.TIMEOUT)
+        self.assertNoResult(second[0])
+        resource.finish(1)
+        stub.flush()
+        self.assertTrue(self.successResultOf(second[0]).succeeded)
+
+    def test_pool_keeps_max_per_host_connections(self) -> None:
+        """The sender's own pool keeps max_per_host idle connections per host and never
+        retries a POST itself."""
+        sender = HTTPSender(MemoryReactorClock(), max_per_host=7)
+        subscriber = make_subscriber()
+        sender.attempt(make_delivery(subscriber), subscriber)
+        (pool,) = sender._pools
+        self.assertEqual(pool.maxPersistentPerHost, 7)
+        self.assertFalse(pool.retryAutomatically)

@@ -63,13 +63,18 @@ from twisted_hooks.service.config import (
 )
 from twisted_hooks.service.tokens import create_token
 from twisted_hooks.store import Store, StoreError, is_postgres_url, open_store
-from twisted_hooks.webhooks import Hooks
+from twisted_hooks.webhooks import Publisher
 from twisted_hooks.webhooks.signing import (
     SignatureError,
+    generate_secret,
     verify,
     verify_standard,
 )
-from twisted_hooks.webhooks.subscribers import Subscriber
+from twisted_hooks.webhooks.subscribers import (
+    MemorySubscriberStore,
+    Subscriber,
+    parse_subscribers,
+)
 from twisted_hooks.webhooks.validators import RefusalAdvice, SecurityError
 
 __all__ = ["CommandError", "main"]
@@ -370,24 +375,26 @@ async def _send(
         data = json.loads(args.data)
     except ValueError as error:
         raise _UsageError(f"--data must be JSON: {error}") from None
-    hooks = Hooks(
+    secret = config.default_secret if config.default_secret is not None else generate_secret()
+    static, callables = parse_subscribers(config.static_subscribers, secret)
+    # Enqueue only: a publisher alone attempts nothing; the running service claims the
+    # deliveries from the store.
+    publisher = Publisher(
         reactor,
-        settings=config.settings,
+        config.settings,
         subscribers=store.subscribers,
         deliveries=store.deliveries,
-        static_subscribers=config.static_subscribers,
-        default_secret=config.default_secret,
+        static=MemorySubscriberStore(static),
+        static_callables=callables,
+        default_secret=secret,
     )
-    # Enqueue only: without its scheduler, this process attempts nothing; the running
-    # service claims the deliveries from the store.
-    hooks.removeService(hooks.scheduler)  # type: ignore[no-untyped-call]
-    hooks.startService()
+    publisher.startService()
     try:
-        result = await hooks.send(args.event, data, args.sender, event_id=args.id)
+        result = await publisher.send(args.event, data, args.sender, event_id=args.id)
     except ValueError as error:  # a bad event name, data that cannot be encoded
         raise CommandError(f"cannot send {args.event!r}: {error}") from None
     finally:
-        await hooks.stopService()
+        await publisher.stopService()
     summary = {
         "id": result.event.id,
         "deliveries": len(result.deliveries),

@@ -1,8 +1,10 @@
 """
 Webhooks: events delivered to subscribers as signed HTTP POSTs, retried with backoff.
 
-The application object is :class:`Hooks`; Thorn's :class:`Event` sends through it. The
-pieces behind it, each behind a small interface, live in the submodules:
+The application object is :class:`Hooks`; Thorn's :class:`Event` sends through it. It
+composes a :class:`Publisher` (from a send to stored deliveries) and a
+:class:`DeliveryService` (scheduler, :class:`EndpointGate`, sender). The pieces behind
+it, each behind a small interface, live in the submodules:
 :mod:`~twisted_hooks.webhooks.patterns` (event patterns),
 :mod:`~twisted_hooks.webhooks.subscribers` (subscribers and their store),
 :mod:`~twisted_hooks.webhooks.encoding` (bodies),
@@ -18,6 +20,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from twisted_hooks.webhooks._delivery_service import DeliveryService
+from twisted_hooks.webhooks._gate import EndpointGate
+from twisted_hooks.webhooks._publisher import Publisher
 from twisted_hooks.webhooks.app import (
     Hooks,
     HooksNotRunning,
@@ -66,8 +71,10 @@ from twisted_hooks.webhooks.validators import (
 __all__ = [
     "Attempt",
     "Delivery",
+    "DeliveryService",
     "DeliveryUpdate",
     "EncodingError",
+    "EndpointGate",
     "ErrorKind",
     "Event",
     "EventBuffer",
@@ -78,6 +85,7 @@ __all__ = [
     "MemorySubscriberStore",
     "NoApplication",
     "OperationalEvent",
+    "Publisher",
     "RecipientPolicy",
     "Request",
     "RetryPolicy",

@@ -64,11 +64,15 @@ class HoldBack:
     reason: str = ""
 
 
-#: Makes one attempt of a delivery, or holds it back; must not fail. It returns a
-#: Deferred or a coroutine.
-AttemptFunction = Callable[[Delivery], Awaitable[Attempt | HoldBack]]
+#: Makes one attempt of a delivery, or holds it back; must not fail. It returns the
+#: outcome itself, a Deferred or a coroutine.
+AttemptFunction = Callable[[Delivery], "Attempt | HoldBack | Awaitable[Attempt | HoldBack]"]
 #: Told of every update after the store has recorded it.
 UpdateHandler = Callable[[Delivery, DeliveryUpdate], object]
+
+
+#: Stands in :attr:`Scheduler._in_flight` for an outcome decided at once.
+_DECIDED: Deferred[object] = succeed(None)
 
 
 class Scheduler(Service):
@@ -79,8 +83,8 @@ class Scheduler(Service):
     :param attempt: makes one attempt of a claimed delivery (looks up the subscriber,
         signs and POSTs); it must turn every error into a failed
         :class:`~twisted_hooks.webhooks.delivery.Attempt`. It may answer a
-        :class:`HoldBack` instead: the delivery is released until then. It may return a
-        Deferred or a coroutine.
+        :class:`HoldBack` instead: the delivery is released until then. It may return the
+        outcome itself (decided at once), a Deferred or a coroutine.
     :param reactor: time and timers.
     :param on_update: called with the delivery and its update once recorded.
     :param max_in_flight: attempts under way at once.
@@ -148,6 +152,9 @@ class Scheduler(Service):
         self._unrecorded: list[tuple[Delivery, DeliveryUpdate]] = []
         self._record_timer: IDelayedCall | None = None
         self._abandoned = False
+        # True while every wake-up since the last full look was for deliveries due now
+        # (just enqueued): a short claim then needs no look for the next due time.
+        self._due_now = False
 
     @property
     def in_flight(self) -> int:
@@ -196,25 +203,40 @@ class Scheduler(Service):
 
     # -- claiming --------------------------------------------------------------------------
 
-    def wake(self) -> None:
-        """Claim due deliveries now (call after enqueueing)."""
+    def wake(self, due_now: bool = False) -> None:
+        """
+        Claim due deliveries now (call after enqueueing).
+
+        :param due_now: ``True`` when the only news is deliveries due now (just enqueued):
+            the due time the timer waits for has not changed, so a claim that finds fewer
+            than it asked for does not ask the store for it again.
+        """
         if not self.running:
             return
         if self._pumping:
+            if not due_now:
+                self._due_now = False
             self._again = True
             return
+        self._due_now = due_now
         if len(self._in_flight) >= self.max_in_flight:
             return  # a finishing attempt wakes us
         self._pumping = True
         self._claim()
 
     def _freed(self) -> None:
-        """A slot was freed: refill once enough are free, or when nothing is under way."""
-        if not self.running:
+        """
+        A slot was freed: refill once enough are free, or when nothing is under way.
+
+        Not while a claim is under way: when it returns as many as it asked for, it claims
+        again anyway (for every free slot); when it returns fewer, nothing more was due.
+        A freed slot changes no due time, so the refill is a wake-up for deliveries due now.
+        """
+        if not self.running or self._pumping:
             return
         free = self.max_in_flight - len(self._in_flight)
         if free >= self._refill or not self._in_flight:
-            self.wake()
+            self.wake(due_now=True)
 
     def _claim(self) -> None:
         self._again = False
@@ -248,6 +270,10 @@ class Scheduler(Service):
             # Claims come in at most ``batch``; the recursion is as deep as the number of
             # batches that fit in the free slots.
             self._claim()
+        elif self._due_now and (self._timer is not None or self.poll_interval is None):
+            # Only deliveries due now were added since the timer was armed: it still
+            # waits for the right time.
+            self._pumping = False
         else:
             due = maybeDeferred(self.store.next_due)
             due.addCallback(self._arm_for).addErrback(self._pump_failed)
@@ -306,6 +332,11 @@ class Scheduler(Service):
         self._tokens[delivery.id] = delivery.claim_token
         try:
             result = self._attempt(delivery)
+            if isinstance(result, (Attempt, HoldBack)):
+                # Decided at once (held back, or a removed subscriber): no Deferred.
+                self._in_flight[delivery.id] = _DECIDED
+                self._attempted(result, delivery)
+                return
             outcome: Deferred[object] = (
                 result if isinstance(result, Deferred) else Deferred.fromCoroutine(result)  # type: ignore[arg-type]
             )

@@ -6,8 +6,10 @@ own connection pool, whose connections are opened by
 :class:`~twisted_hooks.webhooks.safe_agent.SafeEndpointFactory` (the recipient validators
 run on every address the host resolves to, and the connection goes to a vetted address).
 
-- Concurrency is capped globally and per host (scheme, host, port) by our semaphores; the
-  pool keeps as many idle connections per host as the per-host cap, for 50 seconds.
+- It only sends: every attempt it is given starts at once. How many run at once, in all,
+  per host and per endpoint, is decided before it is called, by the application's
+  :class:`~twisted_hooks.webhooks.EndpointGate` (a sender used on its own caps nothing).
+  The pool keeps ``max_per_host`` idle connections per host, for 50 seconds.
 - One deadline covers connecting, sending, the response headers and the body.
 - The body is read up to ``max_response_body`` bytes (the first 4 KiB are kept for the
   attempt record); past that the connection is aborted. Content encodings are not
@@ -25,16 +27,16 @@ from __future__ import annotations
 import functools
 import platform
 from http.cookiejar import CookieJar, DefaultCookiePolicy
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import urlsplit
 
+import attrs
 from hyperlink import EncodedURL
 from treq.client import HTTPClient
 from twisted.internet.defer import (
     CancelledError,
     Deferred,
     DeferredList,
-    DeferredSemaphore,
     TimeoutError,
     succeed,
 )
@@ -56,7 +58,7 @@ from zope.interface import implementer
 
 import twisted
 from twisted_hooks._version import __version__
-from twisted_hooks.interfaces import IWebhookSender
+from twisted_hooks.interfaces import IPolicySender
 from twisted_hooks.webhooks.delivery import Attempt, Delivery, ErrorKind
 from twisted_hooks.webhooks.logs import QuietConnectionPool, loggable_url
 from twisted_hooks.webhooks.retry import parse_retry_after
@@ -77,8 +79,6 @@ USER_AGENT = (
 )
 
 _log = Logger(namespace="twisted_hooks.webhooks.sender")
-
-_T = TypeVar("_T")
 
 
 def delivery_headers(
@@ -165,10 +165,6 @@ class _IdentityEncoding:
         return d.addCallback(raw)
 
 
-class _BodyTooLarge(Exception):
-    pass
-
-
 class _CappedBody(Protocol):
     """Reads a response body up to a limit, keeping its first bytes."""
 
@@ -203,12 +199,16 @@ class _CappedBody(Protocol):
             self._finished.errback(reason)
 
     def abort(self) -> None:
-        """Drop the connection now (used on cancellation and for oversized bodies)."""
+        """Drop the connection now (used on cancellation and for oversized bodies).
+
+        The body's transport is Twisted's response body transport, whose
+        ``loseConnection`` is documented to abort the connection (a body cut short
+        leaves it unusable); a transport that offers ``abortConnection`` itself is aborted
+        with it."""
         transport = self.transport
         if transport is None:
             return
-        underlying = getattr(transport, "_producer", transport)
-        abort = getattr(underlying, "abortConnection", None)
+        abort = getattr(transport, "abortConnection", None)
         if abort is not None:
             abort()
         else:
@@ -329,17 +329,55 @@ def _answer_keeps_connection(version: tuple[bytes, int, int], headers: Headers) 
     return version[1:] >= (1, 1) or b"keep-alive" in options
 
 
-@implementer(IWebhookSender)
+@attrs.frozen
+class _Ending:
+    """Makes the :class:`Attempt` of one delivery's attempt, timed from ``started``."""
+
+    clock: IReactorTime
+    delivery: Delivery
+    started: float
+
+    def __call__(
+        self,
+        *,
+        status_code: int | None = None,
+        error_kind: str | None = None,
+        error_message: str | None = None,
+        response_body: bytes = b"",
+        retry_after: float | None = None,
+        exception: BaseException | None = None,
+    ) -> Attempt:
+        return Attempt(
+            delivery_id=self.delivery.id,
+            number=self.delivery.attempts + 1,
+            started_at=self.started,
+            duration=self.clock.seconds() - self.started,
+            status_code=status_code,
+            error_kind=error_kind,
+            error_message=error_message,
+            response_body=response_body,
+            retry_after=retry_after,
+            exception=exception,
+        )
+
+
+@implementer(IPolicySender)
 class HTTPSender:
     """
     Makes the HTTP attempts of deliveries.
 
+    It only sends: each :meth:`attempt` starts at once. Concurrency is admitted before,
+    in one place, by the application's :class:`~twisted_hooks.webhooks.EndpointGate`
+    (``Settings.max_concurrency``, ``max_per_host``, each subscriber's limits); a sender
+    used on its own caps nothing, and its caller decides how many attempts it starts.
+
     :param reactor: the reactor (TCP, time and name resolution).
     :param policy: the recipient policy of deliveries that don't carry their own;
         Thorn's defaults (no internal addresses, http/https on ports 80/443) if ``None``.
-    :param max_concurrency: attempts under way at once, in all.
-    :param max_per_host: attempts under way at once to one (scheme, host, port); the pool
-        keeps this many idle connections per host.
+    :param max_concurrency: at least 1; kept for compatibility (the gate caps attempts
+        in all, not the sender).
+    :param max_per_host: how many idle connections the pool keeps per (scheme, host,
+        port): the per-host concurrency the caller admits.
     :param max_response_body: response bytes read before the connection is dropped.
     :param idle_timeout: seconds an idle kept-alive connection stays open.
     :param tls_policy: the ``IPolicyForHTTPS``; certificates are verified for the host
@@ -376,8 +414,6 @@ class HTTPSender:
         self.user_agent = user_agent
         self._idle_timeout = idle_timeout
         self._tls_policy = tls_policy
-        self._global = DeferredSemaphore(max_concurrency)
-        self._hosts: dict[tuple[str, str, int], DeferredSemaphore] = {}
         self._clients: dict[tuple[RecipientPolicy, bool], HTTPClient] = {}
         self._pools: list[HTTPConnectionPool] = []
         self._injected = client
@@ -400,17 +436,6 @@ class HTTPSender:
             self._clients[(policy, keepalive)] = client
         return client
 
-    def _host_semaphore(self, origin: tuple[str, str, int]) -> DeferredSemaphore:
-        semaphore = self._hosts.get(origin)
-        if semaphore is None:
-            semaphore = self._hosts[origin] = DeferredSemaphore(self.max_per_host)
-        return semaphore
-
-    def _release_host(self, origin: tuple[str, str, int], semaphore: DeferredSemaphore) -> None:
-        semaphore.release()
-        if semaphore.tokens == semaphore.limit and not semaphore.waiting:
-            self._hosts.pop(origin, None)
-
     def attempt(
         self, delivery: Delivery, subscriber: Subscriber, policy: RecipientPolicy | None = None
     ) -> Deferred[Attempt]:
@@ -420,44 +445,19 @@ class HTTPSender:
         :param policy: the recipient policy of this delivery; the sender's if ``None``.
         :return: a Deferred that always fires an :class:`Attempt`.
         """
-        origin = origin_of(subscriber.url)
-        # The host's slot first: an attempt queued behind its host's cap takes no global
-        # slot from other hosts, and a host semaphore is never dropped from the table
-        # while an attempt still holds a reference to it without a token or a place in
-        # its queue.
-        host = self._host_semaphore(origin)
-        slots = host.acquire()
-        return slots.addCallback(
-            self._with_host, origin, host, delivery, subscriber, policy or self.policy
-        )
-
-    def _with_host(
-        self,
-        _: object,
-        origin: tuple[str, str, int],
-        host: DeferredSemaphore,
-        delivery: Delivery,
-        subscriber: Subscriber,
-        policy: RecipientPolicy,
-    ) -> Deferred[Attempt]:
-        slot = self._global.acquire()
-        posted: Deferred[Attempt] = slot.addCallback(self._post, delivery, subscriber, policy)
-        return posted.addBoth(self._release, origin, host)
-
-    def _release(self, result: _T, origin: tuple[str, str, int], host: DeferredSemaphore) -> _T:
-        self._global.release()
-        self._release_host(origin, host)
-        return result
+        return self._post(delivery, subscriber, policy or self.policy)
 
     def _post(
-        self, _: object, delivery: Delivery, subscriber: Subscriber, policy: RecipientPolicy
-    ) -> Deferred[Attempt] | Attempt:
+        self, delivery: Delivery, subscriber: Subscriber, policy: RecipientPolicy
+    ) -> Deferred[Attempt]:
         started = self._clock.seconds()
-        done = functools.partial(self._done, delivery, started)
+        done = _Ending(self._clock, delivery, started)
         try:
             headers = delivery_headers(delivery, subscriber, int(started), self.user_agent)
         except ValueError as error:
-            return done(error_kind=ErrorKind.INTERNAL, error_message=str(error), exception=error)
+            return succeed(
+                done(error_kind=ErrorKind.INTERNAL, error_message=str(error), exception=error)
+            )
         client = self._client(policy, delivery.allow_keepalive)
         treq_headers: Any = headers
         treq_reactor: Any = self._reactor
@@ -486,25 +486,18 @@ class HTTPSender:
         answer.append(response)
         return read_capped(response, self.max_response_body)
 
-    def _done(self, delivery: Delivery, started: float, **fields: Any) -> Attempt:
-        return Attempt(
-            delivery_id=delivery.id,
-            number=delivery.attempts + 1,
-            started_at=started,
-            duration=self._clock.seconds() - started,
-            **fields,
-        )
-
-    def _answered(self, read: tuple[bytes, bool], answer: list[IResponse], done: Any) -> Attempt:
+    def _answered(
+        self, read: tuple[bytes, bool], answer: list[IResponse], done: _Ending
+    ) -> Attempt:
         excerpt, truncated = read
         return self._classify(answer[0], excerpt, truncated, done)
 
     def _classify(
-        self, response: IResponse, excerpt: bytes, truncated: bool, done: Any
+        self, response: IResponse, excerpt: bytes, truncated: bool, done: _Ending
     ) -> Attempt:
         code = response.code
         if 200 <= code < 300:
-            return done(status_code=code, response_body=excerpt)  # type: ignore[no-any-return]
+            return done(status_code=code, response_body=excerpt)
         if 300 <= code < 400:
             location = response.headers.getRawHeaders(b"location", [b""])[0].decode("latin-1")
             # The location often repeats the recipient's query string (its keys too).
@@ -528,7 +521,7 @@ class HTTPSender:
             )
         if truncated:
             message += f" (body over {self.max_response_body} bytes, connection dropped)"
-        return done(  # type: ignore[no-any-return]
+        return done(
             status_code=code,
             error_kind=kind,
             error_message=message,
@@ -537,12 +530,12 @@ class HTTPSender:
         )
 
     def _failed(
-        self, failure: Failure, done: Any, delivery: Delivery, subscriber: Subscriber
+        self, failure: Failure, done: _Ending, delivery: Delivery, subscriber: Subscriber
     ) -> Attempt:
         inner = _inner(failure)
         for candidate in inner:
             if candidate.check(SecurityError):
-                return done(  # type: ignore[no-any-return]
+                return done(
                     error_kind=ErrorKind.SECURITY,
                     error_message=candidate.getErrorMessage(),
                     exception=candidate.value,
@@ -555,20 +548,20 @@ class HTTPSender:
             candidate.check(TimeoutError, CancelledError, ConnectingCancelledError)
             for candidate in inner
         ):
-            return done(  # type: ignore[no-any-return]
+            return done(
                 error_kind=ErrorKind.TIMEOUT,
                 error_message=f"no complete answer within {delivery.timeout:g} s",
                 exception=failure.value,
             )
         for candidate in inner:
             if candidate.check(RecipientLookupError, DNSLookupError):
-                return done(  # type: ignore[no-any-return]
+                return done(
                     error_kind=ErrorKind.DNS,
                     error_message=_describe_failure(candidate),
                     exception=candidate.value,
                 )
         if failure.check(ConnectError, ConnectionClosed) or hasattr(failure.value, "reasons"):
-            return done(  # type: ignore[no-any-return]
+            return done(
                 error_kind=ErrorKind.CONNECTION,
                 error_message=_describe_failure(failure),
                 exception=failure.value,
@@ -579,7 +572,7 @@ class HTTPSender:
             delivery_id=delivery.id,
             url=loggable_url(subscriber.url),
         )
-        return done(  # type: ignore[no-any-return]
+        return done(
             error_kind=ErrorKind.INTERNAL,
             error_message=_describe_failure(failure),
             exception=failure.value,
