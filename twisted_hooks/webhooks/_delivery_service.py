@@ -20,6 +20,7 @@ carry), so that they are attempted at once rather than at the next poll.
 from __future__ import annotations
 
 import datetime
+import functools
 import random
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -75,6 +76,10 @@ _log = Logger(namespace="twisted_hooks.webhooks")
 #: What one attempt of a claimed delivery comes to.
 _Outcome = Attempt | HoldBack
 
+#: :func:`loggable_url`, remembered for the endpoints logged most recently (each outcome's
+#: log line names its endpoint).
+_loggable_url = functools.lru_cache(maxsize=1024)(loggable_url)
+
 
 @attrs.frozen
 class _Pending:
@@ -96,7 +101,7 @@ def _log_outcome(delivery: Delivery, update: DeliveryUpdate) -> None:
     fields: dict[str, Any] = {
         "delivery_id": delivery.id,
         "event": delivery.event,
-        "url": loggable_url(delivery.subscriber.url),
+        "url": _loggable_url(delivery.subscriber.url),
         "attempt": attempt.number,
         "elapsed": round(attempt.duration * 1000, 1),
         "status_code": attempt.status_code,

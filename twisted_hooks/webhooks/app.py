@@ -64,6 +64,7 @@ from twisted_hooks.webhooks.buffer import EventBuffer
 from twisted_hooks.webhooks.delivery import Delivery, DeliveryUpdate, MemoryDeliveryStore
 from twisted_hooks.webhooks.events import Event, SendOptions, SendResult, WebhookEvent
 from twisted_hooks.webhooks.health import EndpointHealthTracker
+from twisted_hooks.webhooks.scheduler import Scheduler
 from twisted_hooks.webhooks.sender import HTTPSender
 from twisted_hooks.webhooks.signing import generate_secret
 from twisted_hooks.webhooks.subscribers import (
@@ -228,7 +229,7 @@ class Hooks(MultiService):
         self._pruning: LoopingCall | None = None
 
     @property
-    def scheduler(self) -> Any:
+    def scheduler(self) -> Scheduler:
         """The :class:`~twisted_hooks.webhooks.scheduler.Scheduler` of
         :attr:`delivery_service`."""
         return self.delivery_service.scheduler
