@@ -24,7 +24,7 @@ from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode, urlsplit
 
 from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
@@ -574,6 +574,84 @@ class DeliveryTests(APITestCase):
             self.assertEqual((response.code, error.get("field")), (400, field), query)
         response, error = self.call("GET", f"/deliveries/?hook={self.bob_hook['id']}", self.alice)
         self.assertError(response, error, 404, "not_found")
+
+    def next_link(self, response: Any) -> str | None:
+        """The path and query of a response's Link rel=next, or None without one."""
+        links = response.headers.getRawHeaders(b"link") or []
+        if not links:
+            return None
+        (link,) = links
+        text = link.decode("ascii")
+        self.assertTrue(text.startswith("<") and text.endswith('>; rel="next"'), text)
+        url = urlsplit(text[1 : -len('>; rel="next"')])
+        self.assertEqual(url.path, "/deliveries/")
+        return f"{url.path}?{url.query}"
+
+    def test_pages(self) -> None:
+        """A full page has a Link to the next one (keeping the filters); following the
+        links gives each of the caller's deliveries exactly once, newest first, and the
+        last page has no link."""
+        for _ in range(3):
+            self.publish(self.alice)
+        self.clock.advance(61)
+        _, every = self.call("GET", "/deliveries/?limit=1000", self.alice)
+        self.assertEqual(len(every), 8)
+        seen: list[str] = []
+        path: str | None = "/deliveries/?limit=3&since=0"
+        pages = 0
+        while path is not None and pages < 10:  # bounded: 8 deliveries, 3 a page
+            response, page = self.call("GET", path, self.alice)
+            self.assertEqual(response.code, 200, page)
+            seen.extend(d["id"] for d in page)
+            path = self.next_link(response)
+            if path is not None:
+                self.assertIn("since=0", path)
+                self.assertIn("limit=3", path)
+            pages += 1
+        self.assertEqual(pages, 3)
+        self.assertEqual(seen, [d["id"] for d in every])
+        self.assertEqual(
+            {d["hook"] for d in every}, {self.alice_hook["id"], self.alice_down["id"]}
+        )
+        response, page = self.call("GET", "/deliveries/?limit=1000", self.alice)
+        self.assertIsNone(self.next_link(response))
+        response, (dead,) = self.call("GET", "/deliveries/?status=dead&limit=1", self.alice)
+        following = self.next_link(response)
+        assert following is not None
+        self.assertIn("status=dead", following)
+        _, rest = self.call("GET", following, self.alice)
+        self.assertNotIn(dead["id"], [d["id"] for d in rest])
+        self.assertEqual({d["status"] for d in rest}, {DEAD})
+
+    def test_bad_cursor(self) -> None:
+        """An after that is no cursor of the delivery log is a 400 naming it."""
+        hook = self.alice_hook["id"]
+        for cursor in ["yesterday", f"1e3_{hook}x", "1.5", f"inf_{hook}", f"1_{hook}\n", "_"]:
+            response, error = self.call(
+                "GET", f"/deliveries/?{urlencode({'after': cursor})}", self.alice
+            )
+            self.assertError(response, error, 400, "invalid")
+            self.assertEqual(error["field"], "after", cursor)
+            self.assertIn("Link header", error["detail"])
+
+    def test_one_query(self) -> None:
+        """The caller's deliveries are asked of the store in one query whatever the
+        number of their subscriptions (and their subscriptions in one more)."""
+        for number in range(5):
+            self.subscribe(self.alice, url=f"https://more{number}.example/")
+        asked: list[dict[str, Any]] = []
+        listing = self.hooks.deliveries.list
+
+        def counting(*args: Any, **kwargs: Any) -> Any:
+            asked.append(kwargs)
+            return listing(*args, **kwargs)
+
+        self.hooks.deliveries.list = counting  # type: ignore[method-assign]
+        response, mine = self.call("GET", "/deliveries/", self.alice)
+        self.assertEqual(response.code, 200)
+        self.assertEqual(len(asked), 1)
+        self.assertEqual(len(asked[0]["subscriber_ids"]), 7)
+        self.assertEqual(len(mine), 2)
 
     def test_get(self) -> None:
         """GET /deliveries/{id}/ answers the delivery with its attempts; another user's

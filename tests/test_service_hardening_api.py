@@ -432,3 +432,40 @@ def test_base_url_starts_the_urls(
     assert result.returncode not in (0, 1), output
     assert "[hooks] base_url = 'https://user:pw@hooks.example.com'" in output
     assert "user name or password" in output
+
+
+def test_delivery_log_pages_through_the_real_service(service: Service, receiver: Receiver) -> None:
+    """The delivery log of the real service pages with Link rel=next: following the links
+    from limit=2 gives each of the caller's deliveries once, newest first, the same as
+    one big page, with none of another user's; a cursor that is not one is a 400 naming
+    after."""
+    alice = service.token("alice")
+    bob = service.token("bob")
+    for token in (alice, alice, bob):
+        service.request("POST", "/hooks/", token, {"event": "job.*", "url": receiver.url})
+    for number in range(3):
+        service.request("POST", "/events/", alice, {"event": "job.done", "data": number})
+        service.request("POST", "/events/", bob, {"event": "job.done", "data": number})
+    wait_for(lambda: len(receiver.bodies()) == 9, "the nine deliveries")
+    _, headers, every = service.request("GET", "/deliveries/?limit=1000", alice)
+    assert len(every) == 6 and "Link" not in headers
+    seen: list[str] = []
+    path: str | None = "/deliveries/?limit=2"
+    for _ in range(10):  # bounded: six deliveries, two a page
+        if path is None:
+            break
+        status, headers, page = service.request("GET", path, alice)
+        assert status == 200, page
+        seen.extend(d["id"] for d in page)
+        link = headers.get("Link")
+        path = None
+        if link is not None:
+            assert link.startswith(f"<{service.base}deliveries/?") and link.endswith(
+                '>; rel="next"'
+            ), link
+            path = "/" + link[len(service.base) + 1 : -len('>; rel="next"')]
+    assert seen == [d["id"] for d in every]
+    _, _, theirs = service.request("GET", "/deliveries/?limit=1000", bob)
+    assert not {d["id"] for d in theirs} & set(seen)
+    status, _, error = service.request("GET", "/deliveries/?after=yesterday", alice)
+    assert (status, error["error"], error["field"]) == (400, "invalid", "after")

@@ -612,6 +612,49 @@ class StoreTests:
         error = await self.assertFails(self.deliveries.list(status="lost"), ValueError)
         self.assertIn("lost", str(error))
 
+    async def test_list_by_subscribers_and_pages(self) -> None:
+        """list filters by a set of subscriber ids (none matches nothing), and pages by
+        (created_at, id): deliveries made at the same time come in id order, newest
+        first, and every page after the last delivery of the previous one holds the next
+        ones, each delivery exactly once."""
+        third = Subscriber(event="order.*", url="https://third.example.com/h")
+        await self.put(
+            delivery("a", 1.0),
+            delivery("b", 2.0, subscriber=OTHER),
+            delivery("c", 2.0),
+            delivery("d", 2.0, subscriber=third),
+            delivery("e", 3.0, subscriber=OTHER),
+        )
+
+        async def ids(**filters: Any) -> list[str]:
+            return [d.id for d in await self.deliveries.list(**filters)]
+
+        self.assertEqual(await ids(), ["e", "d", "c", "b", "a"])
+        self.assertEqual(await ids(subscriber_ids=[SUBSCRIBER.id, OTHER.id]), ["e", "c", "b", "a"])
+        self.assertEqual(await ids(subscriber_ids={third.id}), ["d"])
+        # Many ids (the SQL stores ask for them a few hundred at a time): the two real
+        # ones are far apart in sorted order, the others match nothing.
+        first = min(SUBSCRIBER.id, OTHER.id)
+        many = [SUBSCRIBER.id, OTHER.id, *(f"{first}~{i:04d}" for i in range(1200))]
+        self.assertEqual(await ids(subscriber_ids=many, limit=3), ["e", "c", "b"])
+        self.assertEqual(await ids(subscriber_ids=[]), [])
+        self.assertEqual(await ids(subscriber_ids=["nobody"]), [])
+        self.assertEqual(await ids(after=(2.0, "c")), ["b", "a"])
+        self.assertEqual(await ids(after=(2.0, "d"), limit=1), ["c"])
+        self.assertEqual(await ids(after=(1.0, "a")), [])
+        self.assertEqual(
+            await ids(after=(3.0, "e"), subscriber_ids=[OTHER.id], status=PENDING), ["b"]
+        )
+        pages: list[list[str]] = []
+        after = None
+        for _ in range(10):  # bounded: five deliveries, two a page
+            page = await self.deliveries.list(limit=2, after=after)
+            if not page:
+                break
+            pages.append([d.id for d in page])
+            after = (page[-1].created_at, page[-1].id)
+        self.assertEqual(pages, [["e", "d"], ["c", "b"], ["a"]])
+
     # -- retry, recover, prune, stats ---------------------------------------------------
 
     async def test_retry(self) -> None:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from zope.interface import Attribute, Interface
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Iterable, Sequence
 
     from twisted.internet.defer import Deferred
 
@@ -209,9 +209,18 @@ class IDeliveryStore(Interface):
         subscriber_id: str | None = None,
         limit: int = 100,
         since: float | None = None,
+        *,
+        subscriber_ids: Iterable[str] | None = None,
+        after: tuple[float, str] | None = None,
     ) -> Deferred[Sequence[Delivery]]:
-        """Deliveries, newest first, filtered by status, subscriber and creation time
-        (``created_at >= since``)."""
+        """
+        Deliveries, newest first (by creation time, then id, both descending), filtered by
+        status, subscriber, any of ``subscriber_ids`` (a caller's subscriptions) and
+        creation time (``created_at >= since``); at most ``limit``.
+
+        :param after: a ``(created_at, id)`` position in that order: only the deliveries
+            after it (the next page of a listing that ended with that delivery).
+        """
 
     def retry(delivery_id: str, now: float) -> Deferred[Delivery]:
         """

@@ -211,6 +211,13 @@ def _paths() -> dict[str, Any]:
                     {
                         "200": {
                             "description": "the deliveries",
+                            "headers": {
+                                "Link": {
+                                    "description": "on a full page, the next page's URL: "
+                                    '<URL>; rel="next"',
+                                    "schema": {"type": "string"},
+                                }
+                            },
                             "content": _json_content({"type": "array", "items": _ref("Delivery")}),
                         }
                     },

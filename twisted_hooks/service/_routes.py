@@ -12,7 +12,7 @@ import re
 import uuid
 from collections.abc import Sequence
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import attrs
 from klein import Klein
@@ -52,9 +52,10 @@ from twisted_hooks.service._schemas import (
     Published,
     Recover,
     Recovered,
+    next_cursor,
     subscriber_fields,
 )
-from twisted_hooks.service._times import finite, isotime, sortable
+from twisted_hooks.service._times import finite, isotime
 from twisted_hooks.service.config import SERVICE_ADVICE, ServiceConfig, check_base_url
 from twisted_hooks.store.base import Store
 from twisted_hooks.webhooks.app import Hooks, HooksNotRunning
@@ -469,26 +470,35 @@ class HooksAPI:
 
     @app.route("/deliveries/", methods=["GET"], strict_slashes=False)
     async def list_deliveries(self, request: IRequest) -> bytes:
-        """``GET /deliveries/?status=&hook=&since=&limit=``: the delivery log of the
-        caller's subscriptions (of every subscription for admin), newest first."""
+        """``GET /deliveries/?status=&hook=&since=&limit=&after=``: the delivery log of the
+        caller's subscriptions (of every subscription for admin), newest first, one query;
+        a full page has a ``Link`` header to the next one."""
         auth = await self._authenticate(request, "subscribe")
-        asked = load(DeliveryQuery, query(request, DeliveryQuery), defaults=True)
-        status, hook, since, limit = (asked[n] for n in ("status", "hook", "since", "limit"))
-        if hook is not None:
-            if not auth.admin:
-                await self._own_hook(auth, hook)
-            hooks: list[str | None] = [hook]
-        elif auth.admin:
-            hooks = [None]
-        else:
-            owned = await self._hooks.subscribers.list(auth.token.owner)
-            hooks = [s.id for s in owned]
-        found: list[Delivery] = []
-        for subscriber_id in hooks:
-            found.extend(await self._hooks.deliveries.list(status, subscriber_id, limit, since))
-        found.sort(key=lambda d: sortable(d.created_at), reverse=True)
-        visible = [d for d in found if auth.sees(d.subscriber.owner)][:limit]
-        return self._respond(request, 200, [self._delivery_json(request, d) for d in visible])
+        given = query(request, DeliveryQuery)
+        asked = load(DeliveryQuery, given, defaults=True)
+        hook, limit = asked["hook"], asked["limit"]
+        among: list[str] | None = None
+        if hook is not None and not auth.admin:
+            await self._own_hook(auth, hook)
+        elif hook is None and not auth.admin:
+            among = [s.id for s in await self._hooks.subscribers.list(auth.token.owner)]
+        found = await self._hooks.deliveries.list(
+            asked["status"],
+            hook,
+            limit,
+            asked["since"],
+            subscriber_ids=among,
+            after=asked["after"],
+        )
+        headers = []
+        cursor = next_cursor(found[-1]) if len(found) >= limit else None
+        if cursor is not None:
+            following = urlencode({**given, "after": cursor})
+            headers.append(
+                ("Link", f'<{self._base(request)}/deliveries/?{following}>; rel="next"')
+            )
+        visible = [self._delivery_json(request, d) for d in found if auth.sees(d.subscriber.owner)]
+        return self._respond(request, 200, visible, headers)
 
     @app.route("/deliveries/<string:delivery_id>/", methods=["GET"], strict_slashes=False)
     async def get_delivery(self, request: IRequest, delivery_id: str) -> bytes:

@@ -8,11 +8,14 @@ checked by :class:`~twisted_hooks.webhooks.subscribers.Subscriber`'s own validat
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import attrs
 
+from twisted_hooks._numbers import DECIMAL
 from twisted_hooks.service._errors import invalid
 from twisted_hooks.service._rules import (
     Anything,
@@ -31,7 +34,7 @@ from twisted_hooks.service._rules import (
     rule,
     rule_of,
 )
-from twisted_hooks.webhooks.delivery import STATUSES
+from twisted_hooks.webhooks.delivery import STATUSES, Delivery
 from twisted_hooks.webhooks.encoding import CONTENT_TYPES
 from twisted_hooks.webhooks.patterns import MAX_NAME_LENGTH, NAME_GRAMMAR, PATTERN_GRAMMAR
 from twisted_hooks.webhooks.subscribers import DIGESTS, Subscriber
@@ -41,6 +44,7 @@ __all__ = [
     "HOOK_REQUIRED",
     "MAX_LIMIT",
     "AttemptOut",
+    "Cursor",
     "DeliveryOut",
     "DeliveryQuery",
     "ErrorOut",
@@ -51,6 +55,7 @@ __all__ = [
     "Published",
     "Recover",
     "Recovered",
+    "next_cursor",
     "subscriber_fields",
 ]
 
@@ -202,6 +207,42 @@ class Published:
     skipped: int = rule(_INTEGER, required=True)
 
 
+_UUID_TEXT = "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+_CURSOR = re.compile(f"-?{DECIMAL.pattern}_{_UUID_TEXT}")
+
+
+def next_cursor(delivery: Delivery) -> str | None:
+    """The cursor of the delivery log's page after ``delivery``: its creation time and id;
+    ``None`` when its stored time is not a finite number (only a hand-edited row's)."""
+    created: object = delivery.created_at
+    if isinstance(created, bool) or not isinstance(created, int | float):
+        return None
+    if not math.isfinite(created):
+        return None
+    return f"{float(created)!r}_{delivery.id}"
+
+
+@attrs.frozen
+class Cursor:
+    """A position in the delivery log (:func:`next_cursor`), read as ``(created_at, id)``."""
+
+    def check(self, value: object, field: str) -> object:
+        """The position."""
+        found = _CURSOR.fullmatch(value) if isinstance(value, str) else None
+        if found is None:
+            raise invalid(
+                field,
+                f"{field} must be a cursor of the delivery log, as the Link header of the "
+                f"previous page gives it, got {value!r}",
+            )
+        created, _, ident = found.group().partition("_")
+        return (float(created), ident.lower())
+
+    def schema(self) -> dict[str, Any]:
+        """A ``string`` with the cursor's pattern."""
+        return {"type": "string", "pattern": f"^{_CURSOR.pattern}$"}
+
+
 @attrs.frozen(kw_only=True)
 class DeliveryQuery:
     """The query parameters of ``GET /deliveries/``."""
@@ -213,6 +254,10 @@ class DeliveryQuery:
         doc="created at or after: seconds since the epoch, or an RFC 3339 date-time",
     )
     limit: int = rule(Count(1, MAX_LIMIT, DEFAULT_LIMIT), default=DEFAULT_LIMIT)
+    after: tuple[float, str] | None = rule(
+        Cursor(),
+        doc="the next page: the cursor the previous page's Link header (rel=next) gives",
+    )
 
 
 @attrs.frozen(kw_only=True)

@@ -12,7 +12,7 @@ import re
 from twisted_hooks._numbers import DECIMAL, decimal
 from twisted_hooks.service._errors import invalid
 
-__all__ = ["finite", "isotime", "rfc3339", "sortable", "time_value"]
+__all__ = ["finite", "isotime", "rfc3339", "time_value"]
 
 _RFC3339 = re.compile(
     r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt]([0-9]{2}):([0-9]{2}):([0-9]{2})(\.[0-9]+)?"
@@ -38,13 +38,6 @@ def isotime(seconds: object) -> str | None:
     clamped = min(max(seconds, _EARLIEST), _LATEST)
     moment = _EPOCH + datetime.timedelta(seconds=float(clamped))
     return moment.isoformat().replace("+00:00", "Z")
-
-
-def sortable(seconds: object) -> float:
-    """A stored time as a number to sort by: what is not a number sorts first."""
-    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds != seconds:
-        return -math.inf
-    return float(min(max(seconds, _EARLIEST), _LATEST))
 
 
 def finite(value: object) -> object:

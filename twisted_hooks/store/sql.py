@@ -54,6 +54,7 @@ from twisted_hooks.webhooks.delivery import (
     DeliveryNotFound,
     DeliveryStats,
     DeliveryUpdate,
+    log_order,
     log_stale_write,
 )
 from twisted_hooks.webhooks.health import EndpointHealth
@@ -353,6 +354,11 @@ def _delivery_from_values(values: Mapping[str, Any]) -> Delivery:
 
 def _delivery_from_row(row: Sequence[Any]) -> Delivery:
     return _delivery_from_values(DELIVERY_COLUMNS.named(row))
+
+
+# How many subscriber ids one query of SQLDeliveryStore.list names (IN): under every
+# SQLite build's limit of bound parameters.
+_LIST_IDS = 500
 
 
 #: The columns of ``attempts``: every :class:`~twisted_hooks.webhooks.Attempt` field.
@@ -1380,9 +1386,15 @@ class SQLDeliveryStore:
         subscriber_id: str | None = None,
         limit: int = 100,
         since: float | None = None,
+        *,
+        subscriber_ids: Iterable[str] | None = None,
+        after: tuple[float, str] | None = None,
     ) -> Deferred[Sequence[Delivery]]:
-        """Deliveries, newest first (by creation time, then enqueueing order), filtered by
-        status, subscriber id and ``created_at >= since``; at most ``limit``."""
+        """Deliveries in the delivery log's order (newest first, by creation time then id:
+        :func:`~twisted_hooks.webhooks.delivery.log_order`), filtered
+        by status, subscriber id, any of ``subscriber_ids`` and ``created_at >= since``;
+        only those after the ``(created_at, id)`` position ``after`` in that order; at most
+        ``limit``. One transaction; the ids are asked 500 at a time."""
         if status is not None and status not in STATUSES:
             return fail(ValueError(f"unknown status {status!r}; use one of {STATUSES!r}"))
         clauses: list[str] = []
@@ -1395,16 +1407,33 @@ class SQLDeliveryStore:
             if value is not None:
                 clauses.append(clause)
                 params.append(value)
-        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-        sql = self._store.sql(
-            f"SELECT {DELIVERY_COLUMNS.listed()} FROM deliveries{where}"
-            " ORDER BY created_at DESC, seq DESC LIMIT ?"
-        )
-        params.append(max(0, limit))
+        if after is not None:
+            clauses.append("(created_at < ? OR (created_at = ? AND id < ?))")
+            params.extend((after[0], after[0], after[1]))
+        chunks: list[list[str]] = [[]]
+        if subscriber_ids is not None:
+            ids = sorted(set(subscriber_ids))
+            if not ids:
+                return succeed([])
+            chunks = [ids[i : i + _LIST_IDS] for i in range(0, len(ids), _LIST_IDS)]
+        count = max(0, limit)
 
         def select(cursor: Cursor) -> Sequence[Delivery]:
-            cursor.execute(sql, params)
-            return [_delivery_from_row(row) for row in cursor.fetchall()]
+            found: list[Delivery] = []
+            for chunk in chunks:
+                where = [*clauses]
+                if chunk:
+                    where.append(f"subscriber_id IN ({', '.join('?' * len(chunk))})")
+                text = f" WHERE {' AND '.join(where)}" if where else ""
+                sql = self._store.sql(
+                    f"SELECT {DELIVERY_COLUMNS.listed()} FROM deliveries{text}"
+                    " ORDER BY created_at DESC, id DESC LIMIT ?"
+                )
+                cursor.execute(sql, [*params, *chunk, count])
+                found.extend(_delivery_from_row(row) for row in cursor.fetchall())
+            if len(chunks) > 1:
+                found.sort(key=log_order, reverse=True)
+            return found[:count]
 
         return self._store.run(False, select)
 

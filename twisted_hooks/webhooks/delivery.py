@@ -26,7 +26,7 @@ from __future__ import annotations
 import heapq
 import itertools
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import attrs
 from twisted.internet.defer import Deferred, fail, succeed
@@ -60,6 +60,7 @@ __all__ = [
     "ErrorKind",
     "MemoryDeliveryStore",
     "decide",
+    "log_order",
     "log_stale_write",
 ]
 
@@ -76,6 +77,18 @@ RETRYING = _values.RETRYING
 DEAD = _values.DEAD
 #: Every status, in lifecycle order.
 STATUSES: tuple[str, ...] = _values.STATUSES
+
+
+def log_order(delivery: Delivery) -> tuple[int, float, str, str]:
+    """
+    The key of the delivery log's order (sorted descending: newest first): creation time,
+    then id, as the SQL stores sort ``created_at, id`` (a stored time that is not a
+    number, which only a hand-edited row has, sorts after every number).
+    """
+    created: object = delivery.created_at
+    if isinstance(created, int | float) and not isinstance(created, bool):
+        return (0, float(created), "", delivery.id)
+    return (1, 0.0, str(created), delivery.id)
 
 
 @implementer(IDeliveryStore)
@@ -344,19 +357,29 @@ class MemoryDeliveryStore:
         subscriber_id: str | None = None,
         limit: int = 100,
         since: float | None = None,
+        *,
+        subscriber_ids: Iterable[str] | None = None,
+        after: tuple[float, str] | None = None,
     ) -> Deferred[Sequence[Delivery]]:
-        """Held deliveries, newest first, filtered by status, subscriber and creation time."""
+        """Held deliveries in the delivery log's order (:func:`log_order`, newest first),
+        filtered by status, subscriber, any of ``subscriber_ids`` and creation time; only
+        those after the ``(created_at, id)`` position ``after``; at most ``limit``."""
         if status is not None and status not in STATUSES:
             return fail(ValueError(f"unknown status {status!r}; use one of {STATUSES!r}"))
+        among = None if subscriber_ids is None else frozenset(subscriber_ids)
+        position = None if after is None else (0, float(after[0]), "", after[1])
         found: list[Delivery] = []
-        for delivery in reversed(self._deliveries.values()):
+        for delivery in self._deliveries.values():
             if status is not None and delivery.status != status:
                 continue
             if subscriber_id is not None and delivery.subscriber.id != subscriber_id:
                 continue
+            if among is not None and delivery.subscriber.id not in among:
+                continue
             if since is not None and delivery.created_at < since:
                 continue
+            if position is not None and not log_order(delivery) < position:
+                continue
             found.append(delivery)
-            if len(found) >= limit:
-                break
-        return succeed(found)
+        found.sort(key=log_order, reverse=True)
+        return succeed(found[: max(0, limit)])
