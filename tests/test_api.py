@@ -880,14 +880,19 @@ class OperationsTests(APITestCase):
         self.assertIn('twisted_hooks_attempts_total{outcome="succeeded"} 1.0', text)
 
     def test_close(self) -> None:
-        """close() removes the metrics' dispatcher handler and update observer."""
+        """close() removes the metrics' dispatcher handler and update observer: a closed
+        API's metrics count no more attempts, while an open one's do."""
         api = HooksAPI(self.hooks, self.store, self.clock)
         handler_id = api.metrics._handler_id
         self.assertIsNotNone(handler_id)
-        observers = len(self.hooks._observers)
         self.successResultOf(api.close())
         self.failureResultOf(self.hooks.dispatcher.remove_event_handler(handler_id), KeyError)
-        self.assertEqual(len(self.hooks._observers), observers - 1)
+        self.subscribe(self.alice)
+        self.publish(self.alice)
+        self.clock.advance(1)
+        counted = 'twisted_hooks_attempts_total{outcome="succeeded"} '
+        self.assertIn(counted + "1.0", self.api.metrics.render().decode())
+        self.assertIn(counted + "0.0", api.metrics.render().decode())
 
     def test_openapi_valid(self) -> None:
         """/openapi.json answers without a token and is a valid OpenAPI document."""
