@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
+import attrs
 from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
 from treq.testing import StubTreq
@@ -37,10 +38,20 @@ from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from twisted_hooks.interfaces import IWebhookSender
+from twisted_hooks.service._rules import (
+    Boolean,
+    Count,
+    Text,
+    load,
+    object_schema,
+    parameters,
+    rule,
+)
 from twisted_hooks.service._times import isotime as _isotime
 from twisted_hooks.service._times import rfc3339 as _rfc3339
 from twisted_hooks.service.api import (
     MAX_REQUEST_BODY,
+    APIError,
     HooksAPI,
     HooksMetrics,
     openapi_document,
@@ -1349,6 +1360,74 @@ class DefinitionTests(APITestCase):
         api = HooksAPI(self.hooks, self.store, self.clock)
         self.addCleanup(api.close)
         self.assertEqual(api._max_body, MAX_REQUEST_BODY)
+
+
+@attrs.frozen(kw_only=True)
+class _Sample:
+    """A made-up body for the walker's tests."""
+
+    name: str = rule(Text(8, description="a short name"), required=True)
+    flag: bool = rule(Boolean())
+    count: int = rule(Count(1, 5, 2), default=2, doc="how many")
+
+
+class WalkerTests(SynchronousTestCase):
+    """The generic walker over attrs classes whose fields carry rules, on a made-up
+    body."""
+
+    def test_schema(self) -> None:
+        """object_schema lists each field's rule's schema, the required fields, and
+        closes the object on demand; parameters gives query parameters with their
+        descriptions."""
+        self.assertEqual(
+            object_schema(_Sample, closed=True),
+            {
+                "type": "object",
+                "required": ["name"],
+                "properties": {
+                    "name": {
+                        "type": "string",
+                        "maxLength": 8,
+                        "minLength": 1,
+                        "not": {"type": "string", "pattern": "[\\u0000-\\u001f\\u007f]"},
+                        "description": "a short name",
+                    },
+                    "flag": {"type": "boolean"},
+                    "count": {"type": "integer", "minimum": 1, "maximum": 5, "default": 2},
+                },
+                "additionalProperties": False,
+            },
+        )
+        self.assertNotIn("additionalProperties", object_schema(_Sample))
+        self.assertEqual(object_schema(_Sample, required=["flag"])["required"], ["flag"])
+        count = parameters(_Sample)[2]
+        self.assertEqual(
+            (count["name"], count["in"], count["description"]), ("count", "query", "how many")
+        )
+
+    def test_load(self) -> None:
+        """load gives the checked values of the fields given (with the defaults when
+        asked), and refuses a missing, unknown or invalid field with a 400 naming it."""
+        self.assertEqual(load(_Sample, {"name": "ab"}), {"name": "ab"})
+        self.assertEqual(
+            load(_Sample, {"name": "ab", "count": "3"}, defaults=True),
+            {"name": "ab", "count": 3, "flag": None},
+        )
+        self.assertEqual(load(_Sample, {"name": "ab", "id": 1}, ignored=["id"]), {"name": "ab"})
+        for given, field, words in [
+            ({}, "name", "name is required"),
+            ({"name": "ab", "colour": 1}, "colour", "unknown field 'colour'"),
+            ({"name": "abcdefghi"}, "name", "at most 8 characters"),
+            ({"name": "a\x00"}, "name", "control characters"),
+            ({"name": "ab", "flag": 1}, "flag", "true or false"),
+            ({"name": "ab", "count": "9"}, "count", "from 1 to 5"),
+            ({"name": "ab", "count": "٣"}, "count", "ASCII digits"),
+        ]:
+            with self.assertRaises(APIError) as raised:
+                load(_Sample, given)
+            error = raised.exception
+            self.assertEqual((error.status, error.field), (400, field), given)
+            self.assertIn(words, error.detail)
 
 
 class OpenAPIGoldenTests(SynchronousTestCase):
