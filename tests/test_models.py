@@ -687,3 +687,73 @@ class AppTests(ModelTestCase):
         self.assertTrue(
             ModelEvent("a.b", signal_honors_transaction=True).signal_honors_transaction
         )
+
+
+class _Recording:
+    """A facade standing for a blocking one: ``send`` returns at once, recording its
+    arguments, with the application's settings."""
+
+    def __init__(self, hooks: Hooks) -> None:
+        self.hooks = hooks
+        self.settings = hooks.settings
+        self.sends: list[tuple[str, object, object, SendOptions]] = []
+
+    def send(self, name: str, data: object, sender: object = None, *, options: SendOptions) -> str:
+        self.sends.append((name, data, sender, options))
+        return "sent"
+
+
+class BuildAndSendTests(ModelTestCase):
+    """The model layer builds the message; the caller's facade sends it."""
+
+    def test_message_is_built_without_sending(self) -> None:
+        """message() gives the name, Thorn's envelope, the sender and the headers, and
+        sends nothing."""
+        user = User(7, "ann")
+        event = self.event(
+            "user.{.account.user.username}",
+            sender_field="account.user",
+            headers=lambda i: {"X-A": "1"},
+        )
+        article = attrs.make_class("Article", {"account": attrs.field()})(Account(user))
+        message = event.message(article, data={"k": 1}, ref="https://example.com/a/1")
+        self.assertEqual(message.name, "user.ann")
+        self.assertEqual(
+            message.payload,
+            {
+                "event": message.name,
+                "ref": "https://example.com/a/1",
+                "sender": "7",
+                "data": {"k": 1},
+            },
+        )
+        self.assertIs(message.sender, user)
+        self.assertEqual(message.headers, {"X-A": "1"})
+        self.assertEqual((self.sender.calls, self.hooks.unfinished), ([], 0))
+
+    def test_send_message_through_each_facade(self) -> None:
+        """send_message sends one message the same way through an application (a
+        Deferred) and through a blocking facade (its result): same name, payload, sender,
+        and the event's options with the message's headers."""
+        event = self.event("article.created", retry=False, headers=lambda i: {"X-B": "2"})
+        message = event.message(User(1, "bob"), data={"a": 1})
+        sent = self.sent(event.send_message(self.hooks, message))
+        self.assertEqual(sent.event.data, message.payload)
+        facade = _Recording(self.hooks)
+        self.assertEqual(event.send_message(facade, message), "sent")  # type: ignore[arg-type]
+        ((name, data, sender, options),) = facade.sends
+        self.assertEqual((name, data, sender), (message.name, message.payload, None))
+        self.assertEqual(options.headers, (("X-B", "2"),))
+        self.assertEqual(options.retry, sent.event.options.retry)
+        self.assertEqual(options.retry.max_attempts, 1)  # type: ignore[union-attr]
+
+    def test_event_send_is_message_then_send_message(self) -> None:
+        """ModelEvent.send is message() sent through the event's facade: the envelope a
+        facade receives is the one message() builds."""
+        facade = _Recording(self.hooks)
+        event = ModelEvent("article.created", app=facade)  # type: ignore[arg-type]
+        article = User(3, "cy")
+        self.assertEqual(event.send(article), "sent")
+        ((name, data, _, _),) = facade.sends
+        expected = event.message(article)
+        self.assertEqual((name, data), (expected.name, expected.payload))

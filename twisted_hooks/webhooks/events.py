@@ -34,6 +34,7 @@ from twisted_hooks.webhooks.validators import IRecipientValidator, RecipientPoli
 __all__ = [
     "Application",
     "Callback",
+    "Configured",
     "ErrorCallback",
     "Event",
     "NoApplication",
@@ -47,6 +48,15 @@ __all__ = [
 
 #: The rule of an event's ``timeout``: that of the application's.
 _TIMEOUT: Rule = rule_of(attrs.fields(Settings).timeout) or Rule()
+
+
+class Configured(Protocol):
+    """What has the settings an :class:`Event`'s options start from: an application, or
+    a :class:`~twisted_hooks.sync.BlockingHooks` facade."""
+
+    @property
+    def settings(self) -> Settings:
+        """The application's defaults."""
 
 
 class Application(Protocol):
@@ -322,7 +332,7 @@ class Event:
 
     def options(
         self,
-        app: Application,
+        app: Configured,
         on_success: Callback | None = None,
         on_error: ErrorCallback | None = None,
         on_timeout: ErrorCallback | None = None,

@@ -32,6 +32,7 @@ from twisted.python.failure import Failure
 from twisted_hooks.q import Q
 from twisted_hooks.webhooks.app import Hooks
 from twisted_hooks.webhooks.events import (
+    Application,
     Callback,
     ErrorCallback,
     Event,
@@ -48,8 +49,10 @@ __all__ = [
     "CREATE",
     "DELETE",
     "UPDATE",
+    "Facade",
     "Filter",
     "ModelEvent",
+    "ModelMessage",
     "Sent",
     "WebhookCapable",
     "default_payload",
@@ -75,6 +78,30 @@ Filter: TypeAlias = Callable[[Any, Any], object]
 #: ``None`` when nothing was sent); with a :class:`~twisted_hooks.sync.BlockingHooks`
 #: facade, the result itself (or ``None``).
 Sent: TypeAlias = "Deferred[SendResult | None] | SendResult | None"
+
+#: What sends a model message: a :class:`~twisted_hooks.webhooks.Hooks` application (its
+#: ``send`` returns a Deferred) or a :class:`~twisted_hooks.sync.BlockingHooks` facade (its
+#: ``send`` waits and returns the result).
+Facade: TypeAlias = "Hooks | BlockingHooks"
+
+
+@attrs.frozen
+class ModelMessage:
+    """
+    One model message, built and ready to send (:meth:`ModelEvent.message`).
+
+    :ivar name: the event name (the event's template formatted with the instance).
+    :ivar payload: Thorn's message ``{"event", "ref", "sender", "data"}``, with the event's
+        ``request_data`` merged in.
+    :ivar sender: the sender object, matched against subscribers' owners.
+    :ivar headers: extra request headers, or ``None``.
+    """
+
+    name: str
+    payload: object
+    sender: object
+    headers: Mapping[str, str] | None = None
+
 
 #: The :class:`~twisted_hooks.webhooks.events.Event` arguments a ModelEvent passes on.
 _EVENT_ARGUMENTS = frozenset(
@@ -307,12 +334,10 @@ class ModelEvent(Event):
                 )
         skeleton = _name_skeleton(name)
         validate_event_name(skeleton)
-        hooks: Hooks | None
-        self._blocking: BlockingHooks | None
-        if app is None or isinstance(app, Hooks):
-            hooks, self._blocking = app, None
-        else:
-            hooks, self._blocking = app.hooks, app
+        #: What sends this event's messages (``None``: the default application, at send
+        #: time).
+        self.facade: Facade | None = app
+        hooks = app if app is None or isinstance(app, Hooks) else app.hooks
         super().__init__(skeleton, app=hooks, **event_kwargs)
         #: The name or name template.
         self.name = name
@@ -473,25 +498,76 @@ class ModelEvent(Event):
         :param timeout: this send's attempt deadline, overriding the event's.
         :return: see :data:`Sent`.
         """
+        message = self.message(instance, data, sender, headers=headers)
+        return self.send_message(
+            self.facade if self.facade is not None else get_default_app(),
+            message,
+            on_success=on_success,
+            on_error=on_error,
+            on_timeout=on_timeout,
+            timeout=timeout,
+        )
+
+    def message(
+        self,
+        instance: object,
+        data: object = None,
+        sender: object = None,
+        *,
+        headers: Mapping[str, str] | None = None,
+        ref: str | None = None,
+    ) -> ModelMessage:
+        """
+        Build the message of this event for ``instance``, without sending it.
+
+        :param instance: the object.
+        :param data: the ``data``; :meth:`instance_data` if ``None``.
+        :param sender: the sender; :meth:`instance_sender` if ``None``.
+        :param headers: extra request headers; :meth:`instance_headers` if ``None``.
+        :param ref: the ``ref``; :meth:`get_absolute_url` if ``None``.
+        """
         if data is None:
             data = self.instance_data(instance)
         if sender is None:
             sender = self.instance_sender(instance)
         if headers is None:
             headers = self.instance_headers(instance)
-        message = self.to_message(
-            data, instance, sender=sender, ref=self.get_absolute_url(instance)
+        if ref is None:
+            ref = self.get_absolute_url(instance)
+        message = self.to_message(data, instance, sender=sender, ref=ref)
+        return ModelMessage(
+            name=cast(str, message["event"]),
+            payload=self.prepare_payload(message),
+            sender=sender,
+            headers=headers,
         )
-        name = cast(str, message["event"])
-        hooks = self.app if self.app is not None else get_default_app()
-        options = self.options(hooks, on_success, on_error, on_timeout, timeout)
-        if headers:
-            options = attrs.evolve(options, headers=headers)
-        payload = self.prepare_payload(message)
-        if self._blocking is not None:
-            return self._blocking.send(name, payload, sender, options=options)
-        sent = hooks.send(name, payload, sender, options=options)
-        return cast("Deferred[SendResult | None]", sent)
+
+    def send_message(
+        self,
+        through: Facade | Application,
+        message: ModelMessage,
+        *,
+        on_success: Callback | None = None,
+        on_error: ErrorCallback | None = None,
+        on_timeout: ErrorCallback | None = None,
+        timeout: float | None = None,
+    ) -> Sent:
+        """
+        Send ``message`` through ``through``, with this event's options (timeout, retry,
+        recipient validators, ...) and the message's headers: the one way model messages
+        are sent.
+
+        :param through: a :class:`~twisted_hooks.webhooks.Hooks` application, or a
+            :class:`~twisted_hooks.sync.BlockingHooks` facade.
+        :return: what its ``send`` returns: a Deferred firing the
+            :class:`~twisted_hooks.webhooks.SendResult` for an application, the result
+            itself for a blocking facade.
+        """
+        options = self.options(through, on_success, on_error, on_timeout, timeout)
+        if message.headers:
+            options = attrs.evolve(options, headers=message.headers)
+        sent = through.send(message.name, message.payload, message.sender, options=options)
+        return cast("Sent", sent)
 
     def send_from_instance(self, instance: object) -> Sent:
         """Thorn's name for :meth:`send` with everything taken from ``instance``."""
@@ -525,7 +601,8 @@ class ModelEvent(Event):
         return result
 
     def _nothing(self) -> Sent:
-        return None if self._blocking is not None else succeed(None)
+        blocking = self.facade is not None and not isinstance(self.facade, Hooks)
+        return None if blocking else succeed(None)
 
     def _swallow(self, failure: Failure, instance: object) -> None:
         self._log_error(failure, instance)

@@ -73,6 +73,16 @@ class Outgoing:
     sender: object
     headers: Mapping[str, str] | None = None
 
+    @property
+    def message(self) -> models.ModelMessage:
+        """The message as :meth:`~twisted_hooks.webhooks.models.ModelEvent.send_message`
+        sends it."""
+        from twisted_hooks.webhooks.models import ModelMessage
+
+        return ModelMessage(
+            name=self.name, payload=self.payload, sender=self.sender, headers=self.headers
+        )
+
 
 class Backend(Protocol):
     """What sends :class:`Outgoing` messages."""
@@ -140,10 +150,7 @@ class InProcessBackend:
         :return: the :class:`~twisted_hooks.webhooks.SendResult` (``None`` inside
             :meth:`~twisted_hooks.sync.BlockingHooks.buffer_events`).
         """
-        options = outgoing.event.options(self.hooks.hooks)
-        if outgoing.headers:
-            options = attrs.evolve(options, headers=outgoing.headers)
-        return self.hooks.send(outgoing.name, outgoing.payload, outgoing.sender, options=options)
+        return outgoing.event.send_message(self.hooks, outgoing.message)
 
     def close(self) -> None:
         """Stop the application (attempts under way finish) and close its store."""

@@ -92,16 +92,13 @@ def _outgoing(event: ModelEvent, instance: object, previous: object) -> Outgoing
     """The message of ``event`` for ``instance``, or ``None`` when its filters fail."""
     if not event.should_dispatch(instance, previous):
         return None
-    data = event.instance_data(instance)
-    sender = event.instance_sender(instance)
-    headers = event.instance_headers(instance)
-    message = event.to_message(data, instance, sender=sender, ref=_ref(event, instance))
+    message = event.message(instance, ref=_ref(event, instance))
     return Outgoing(
         event=event,
-        name=str(message["event"]),
-        payload=event.prepare_payload(message),
-        sender=sender,
-        headers=headers,
+        name=message.name,
+        payload=message.payload,
+        sender=message.sender,
+        headers=message.headers,
     )
 
 
