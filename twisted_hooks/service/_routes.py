@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import uuid
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -54,6 +53,7 @@ from twisted_hooks.service._schemas import (
     Recovered,
     next_cursor,
     subscriber_fields,
+    subscriber_id,
 )
 from twisted_hooks.service._times import finite, isotime
 from twisted_hooks.service.config import SERVICE_ADVICE, ServiceConfig, check_base_url
@@ -77,8 +77,10 @@ _HOOK_FIELDS = frozenset(fields_of(HookFields, HookExtra))
 
 
 def _canonical_id(value: str) -> str | None:
+    """An id (of a subscription or a delivery: both are UUIDs) in canonical form, by the
+    subscriptions' id rule; ``None`` for text that is no id."""
     try:
-        return str(uuid.UUID(value))
+        return subscriber_id(value)
     except ValueError:
         return None
 

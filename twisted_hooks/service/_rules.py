@@ -13,8 +13,7 @@ The bodies themselves are in :mod:`twisted_hooks.service._schemas`.
 from __future__ import annotations
 
 import math
-import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
 import attrs
@@ -401,14 +400,17 @@ class Count:
 
 @attrs.frozen
 class Id:
-    """An id (a UUID), in canonical form."""
+    """An id, in canonical form: ``canonical`` (a model's own id rule, such as the
+    converter of :class:`~twisted_hooks.webhooks.subscribers.Subscriber`'s ``id``) reads
+    it, raising :class:`ValueError` for text that is no id."""
 
     what: str
+    canonical: Callable[[str], str]
 
     def check(self, value: object, field: str) -> object:
         """The canonical id."""
         try:
-            return str(uuid.UUID(str(value)))
+            return self.canonical(str(value))
         except ValueError:
             raise invalid(field, f"{field} must be {self.what} (a UUID), got {value!r}") from None
 

@@ -57,6 +57,7 @@ __all__ = [
     "Recovered",
     "next_cursor",
     "subscriber_fields",
+    "subscriber_id",
 ]
 
 #: How many deliveries ``GET /deliveries/`` returns unless ``limit`` says otherwise.
@@ -207,6 +208,13 @@ class Published:
     skipped: int = rule(_INTEGER, required=True)
 
 
+def subscriber_id(text: str) -> str:
+    """A subscription id in canonical form, by :class:`Subscriber`'s own rule (its ``id``
+    converter); :class:`ValueError` for text that is none."""
+    converter: Callable[[object], str] = attrs.fields(Subscriber).id.converter  # type: ignore[assignment]
+    return converter(text)
+
+
 _UUID_TEXT = "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
 _CURSOR = re.compile(f"-?{DECIMAL.pattern}_{_UUID_TEXT}")
 
@@ -248,7 +256,7 @@ class DeliveryQuery:
     """The query parameters of ``GET /deliveries/``."""
 
     status: str | None = rule(Choice(STATUSES))
-    hook: str | None = rule(Id("a subscription id"), doc="a subscription id")
+    hook: str | None = rule(Id("a subscription id", subscriber_id), doc="a subscription id")
     since: float | None = rule(
         Time(query=True),
         doc="created at or after: seconds since the epoch, or an RFC 3339 date-time",
