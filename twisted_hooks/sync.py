@@ -47,7 +47,13 @@ from collections.abc import Callable, Coroutine, Iterable
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar, overload
 
 import attrs
-import crochet
+
+from twisted_hooks._extras import missing_extra
+
+try:
+    import crochet
+except ImportError as _error:
+    raise missing_extra(_error, "sync", "twisted_hooks.sync (the blocking facade)") from None
 from twisted.internet.defer import CancelledError, Deferred, maybeDeferred
 from twisted.logger import Logger
 from twisted.python import threadable

@@ -31,12 +31,19 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-import redis
 from twisted.internet.defer import Deferred, DeferredList, fail
 from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
 
+from twisted_hooks._extras import missing_extra
 from twisted_hooks._numbers import decimal, whole
+
+try:
+    import redis
+except ImportError as _error:
+    raise missing_extra(
+        _error, "redis", "the Redis listener (twisted_hooks.listeners.redis)"
+    ) from None
 from twisted_hooks.listeners import ListenerContext, check_settings, event_record
 from twisted_hooks.webhooks.encoding import encode_json
 

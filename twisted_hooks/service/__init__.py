@@ -6,3 +6,11 @@ Configuration (:mod:`~twisted_hooks.service.config`), the HTTP API
 (:mod:`~twisted_hooks.service.tap`) and the ``twisted-hooks`` command
 (:mod:`~twisted_hooks.service.cli`).
 """
+
+from twisted_hooks._extras import missing_extra
+
+try:
+    import klein  # noqa: F401
+    import prometheus_client  # noqa: F401
+except ImportError as _error:
+    raise missing_extra(_error, "service", "the twisted_hooks service") from None
