@@ -19,7 +19,7 @@ from typing import Any
 
 import attrs
 
-__all__ = ["Rule", "field", "rule_of", "rules"]
+__all__ = ["Rule", "check_field", "field", "rule_of", "rules"]
 
 #: The metadata key under which :func:`field` stores a field's :class:`Rule`.
 RULE = "twisted_hooks.rule"
@@ -197,3 +197,18 @@ def rules(cls: type) -> Iterator[tuple[attrs.Attribute[Any], Rule]]:
         rule = rule_of(attribute)
         if rule is not None:
             yield attribute, rule
+
+
+def check_field(cls: type, field_name: str, value: object, name: str | None = None) -> None:
+    """
+    Check ``value`` against the rule of the field ``field_name`` of the attrs class
+    ``cls``: the check ``cls(field_name=value)`` makes, for an argument that takes the
+    same setting elsewhere.
+
+    :param name: the name the message gives (the argument's); ``field_name`` if ``None``.
+    :raise ValueError: as the class would.
+    """
+    rule = rule_of(getattr(attrs.fields(cls), field_name))
+    if rule is None:
+        raise TypeError(f"{cls.__name__}.{field_name} has no rule")
+    rule.check(name or field_name, value)

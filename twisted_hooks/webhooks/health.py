@@ -25,6 +25,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.python.failure import Failure
 
+from twisted_hooks._fields import check_field
 from twisted_hooks.interfaces import IHealthStore
 from twisted_hooks.webhooks import _health as _values
 from twisted_hooks.webhooks._health import (
@@ -32,6 +33,7 @@ from twisted_hooks.webhooks._health import (
     HealthEvent,
     _log,
 )
+from twisted_hooks.webhooks._settings import Settings
 from twisted_hooks.webhooks.delivery import Attempt
 from twisted_hooks.webhooks.subscribers import MAX_RATE_LIMIT, MIN_RATE_LIMIT, Subscriber
 
@@ -132,17 +134,16 @@ class EndpointHealthTracker(Service):
         probe_timeout: float = 60.0,
         save_delay: float = 1.0,
     ) -> None:
-        if circuit_failures < 1 or disable_failures < 1:
-            raise ValueError("circuit_failures and disable_failures must be at least 1")
         for name, value in [
+            ("circuit_failures", circuit_failures),
             ("circuit_cooldown", circuit_cooldown),
+            ("disable_failures", disable_failures),
+            ("disable_period", disable_period),
             ("busy_retry", busy_retry),
-            ("probe_timeout", probe_timeout),
         ]:
-            if not value > 0:
-                raise ValueError(f"{name} must be positive, got {value!r}")
-        if disable_period < 0 or save_delay < 0:
-            raise ValueError("disable_period and save_delay must not be negative")
+            check_field(Settings, name, value)
+        check_field(Settings, "health_save_delay", save_delay, name="save_delay")
+        check_field(Settings, "lease", probe_timeout, name="probe_timeout")
         self._reactor = reactor
         self.store = store
         self.circuit_failures = circuit_failures
