@@ -50,7 +50,7 @@ from twisted_hooks.store import (
     open_store,
     schema,
 )
-from twisted_hooks.store import sql as sql_module
+from twisted_hooks.store import _rows as rows
 from twisted_hooks.store.postgres import SUBSCRIBER_CHANNEL
 from twisted_hooks.store.sql import (
     ATTEMPT_COLUMNS,
@@ -334,7 +334,7 @@ class SubscriberCacheTests(SynchronousTestCase):
 NOW = datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=datetime.timezone.utc)
 
 VALUES: dict[str, Callable[[], dict[str, Any]]] = {
-    "subscribers": lambda: sql_module._subscriber_values(
+    "subscribers": lambda: rows.subscriber_values(
         subscriber(
             7,
             headers=[("X-A", "1"), ("X-A", "2")],
@@ -345,7 +345,7 @@ VALUES: dict[str, Callable[[], dict[str, Any]]] = {
             updated_at=NOW,
         )
     ),
-    "deliveries": lambda: sql_module._delivery_values(
+    "deliveries": lambda: rows.delivery_values(
         Delivery(
             id="d1",
             event="order.paid",
@@ -356,7 +356,7 @@ VALUES: dict[str, Callable[[], dict[str, Any]]] = {
             next_attempt_at=2.0,
         )
     ),
-    "attempts": lambda: sql_module._attempt_values(
+    "attempts": lambda: rows.attempt_values(
         Attempt(
             delivery_id="d1",
             number=1,
@@ -367,10 +367,10 @@ VALUES: dict[str, Callable[[], dict[str, Any]]] = {
             error_message="boom",
         )
     ),
-    "endpoint_health": lambda: sql_module._health_values(
+    "endpoint_health": lambda: rows.health_values(
         EndpointHealth(subscriber_id=ONE.id, updated_at=1.0)
     ),
-    "tokens": lambda: sql_module._token_values(
+    "tokens": lambda: rows.token_values(
         Token(
             id="t1",
             name="shop",
@@ -417,17 +417,17 @@ class ColumnsTests(SynchronousTestCase):
         values = VALUES["subscribers"]()
         row = SUBSCRIBER_COLUMNS.params(values)
         self.assertEqual(SUBSCRIBER_COLUMNS.named(row), values)
-        stored = sql_module._subscriber_from_row(row)
+        stored = rows.subscriber_from_row(row)
         self.assertEqual(stored.headers, (("X-A", "1"), ("X-A", "2")))
         self.assertEqual((stored.max_concurrency, stored.rate_limit), (3, 2.5))
         self.assertEqual((stored.owner, stored.created_at), ("alice", NOW))
-        delivery = sql_module._delivery_from_row(DELIVERY_COLUMNS.params(VALUES["deliveries"]()))
+        delivery = rows.delivery_from_row(DELIVERY_COLUMNS.params(VALUES["deliveries"]()))
         self.assertEqual((delivery.id, delivery.subscriber, delivery.body), ("d1", ONE, b"{}"))
-        attempt = sql_module._attempt_from_row(ATTEMPT_COLUMNS.params(VALUES["attempts"]()))
+        attempt = rows.attempt_from_row(ATTEMPT_COLUMNS.params(VALUES["attempts"]()))
         self.assertEqual((attempt.status_code, attempt.error_message), (500, "boom"))
-        health = sql_module._health_from_row(HEALTH_COLUMNS.params(VALUES["endpoint_health"]()))
+        health = rows.health_from_row(HEALTH_COLUMNS.params(VALUES["endpoint_health"]()))
         self.assertEqual(health.subscriber_id, ONE.id)
-        token = sql_module._token_from_row(TOKEN_COLUMNS.params(VALUES["tokens"]()))
+        token = rows.token_from_row(TOKEN_COLUMNS.params(VALUES["tokens"]()))
         self.assertEqual(token.scopes, frozenset({"publish"}))
 
     def test_statement_text(self) -> None:
