@@ -27,6 +27,7 @@ from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from twisted_hooks._deferreds import NOT_YET, fired_value
 from twisted_hooks._values import FireResult, HandlerOutcome
 from twisted_hooks.interfaces import IEventDispatcher
 
@@ -573,7 +574,15 @@ class _Fire:
                     continue
                 if isinstance(value, CoroutineType):
                     value = Deferred.fromCoroutine(value)
-                elif not isinstance(value, Deferred):
+                elif isinstance(value, Deferred):
+                    # Already fired (a store answering at once): its value, no callback.
+                    now = fired_value(value)
+                    if now is not NOT_YET:
+                        outcomes.append(
+                            _outcome(HandlerOutcome, (entry.id, phase, entry.name, now, None))
+                        )
+                        continue
+                else:
                     outcomes.append(
                         _outcome(HandlerOutcome, (entry.id, phase, entry.name, value, None))
                     )

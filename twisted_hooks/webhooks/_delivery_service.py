@@ -33,6 +33,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from twisted_hooks._deferreds import NOT_YET, fired_value
 from twisted_hooks.interfaces import (
     IDeliveryIntake,
     IDeliveryStore,
@@ -328,12 +329,14 @@ class DeliveryService(MultiService):
 
     def _admitted(
         self, admitted: Slot | HoldBack, subscriber: Subscriber, delivery: Delivery
-    ) -> Deferred[_Outcome]:
+    ) -> _Outcome | Deferred[_Outcome]:
         if isinstance(admitted, HoldBack):
-            return succeed(admitted)
+            return admitted
         return self._send(admitted, subscriber, delivery)
 
-    def _send(self, slot: Slot, subscriber: Subscriber, delivery: Delivery) -> Deferred[_Outcome]:
+    def _send(
+        self, slot: Slot, subscriber: Subscriber, delivery: Delivery
+    ) -> _Outcome | Deferred[_Outcome]:
         pending = self._pending.get(delivery.id) if self._pending else None
         policy = None
         if pending is not None:
@@ -352,6 +355,10 @@ class DeliveryService(MultiService):
             raise
         # The slot is held for the HTTP exchange only: given back here, not once the
         # outcome is recorded, so a failed record cannot leak it.
+        ended = fired_value(attempted)
+        if ended is not NOT_YET:
+            self.gate.release(slot)
+            return ended
         return attempted.addBoth(self._release, slot)
 
     def _release(self, result: _Outcome, slot: Slot) -> _Outcome:

@@ -23,6 +23,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from twisted_hooks._deferreds import NOT_YET, fired_value
 from twisted_hooks.dispatcher import EventDispatcher, FireResult
 from twisted_hooks.interfaces import IDeliveryIntake, IDeliveryStore, IPublisher, ISubscriberStore
 from twisted_hooks.webhooks._kinds import KEYWORDS, WEBHOOK, HooksNotRunning
@@ -189,6 +190,12 @@ class Publisher(Service):
         d = self.dispatcher.fire_event(
             event, name=event.name, kind=WEBHOOK, owner=sender_ident(event.sender)
         )
+        result = fired_value(d)
+        if result is not NOT_YET:
+            try:
+                return succeed(self._send_result(result, event))
+            except Exception:
+                return fail()
         return d.addCallback(self._send_result, event)
 
     def _send_result(self, result: FireResult, event: WebhookEvent) -> SendResult:
@@ -236,6 +243,9 @@ class Publisher(Service):
             return SendResult(event)
         owner = sender_ident(event.sender)
         matched = self.subscribers.match(event.name, owner)
+        found = fired_value(matched)
+        if found is not NOT_YET:
+            return self._make_deliveries(found, event, owner)
         return matched.addCallback(self._make_deliveries, event, owner)
 
     def _candidates(self, event: WebhookEvent, owner: str | None) -> list[Subscriber]:
@@ -310,6 +320,9 @@ class Publisher(Service):
         if not deliveries and key is None:
             return SendResult(event, (), tuple(skipped))
         enqueued = self.deliveries.enqueue(deliveries, key)
+        written = fired_value(enqueued)
+        if written is not NOT_YET:
+            return self._enqueued(written, event, deliveries, skipped)
         return enqueued.addCallback(self._enqueued, event, deliveries, skipped)
 
     def _enqueued(

@@ -25,8 +25,10 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import operator
 from collections import deque
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import attrs
 from twisted.internet.defer import Deferred, fail, succeed
@@ -89,6 +91,29 @@ def log_order(delivery: Delivery) -> tuple[int, float, str, str]:
     if isinstance(created, int | float) and not isinstance(created, bool):
         return (0, float(created), "", delivery.id)
     return (1, 0.0, str(created), delivery.id)
+
+
+#: Every field of :class:`Delivery`, in the order of its ``__init__``'s parameters.
+_FIELDS: tuple[str, ...] = tuple(field.name for field in attrs.fields(Delivery))
+#: Reads every field of a delivery at once, in :data:`_FIELDS` order.
+_values_of = operator.attrgetter(*_FIELDS)
+_STATUS = _FIELDS.index("status")
+_LEASE = _FIELDS.index("lease_expires_at")
+_TOKEN = _FIELDS.index("claim_token")
+_ATTEMPTS = _FIELDS.index("attempts")
+_LAST_ERROR = _FIELDS.index("last_error")
+_FINISHED_AT = _FIELDS.index("finished_at")
+_NEXT = _FIELDS.index("next_attempt_at")
+
+
+def _replaced(delivery: Delivery, changes: dict[int, Any]) -> Delivery:
+    """``delivery`` with the fields at the given positions of :data:`_FIELDS` changed: what
+    :func:`attrs.evolve` makes, without looking its fields up at each call (the store does
+    it at every claim and every outcome)."""
+    values = list(_values_of(delivery))
+    for index, value in changes.items():
+        values[index] = value
+    return Delivery(*values)
 
 
 @implementer(IDeliveryStore)
@@ -165,11 +190,13 @@ class MemoryDeliveryStore:
             delivery = self._deliveries.get(delivery_id)
             if delivery is None or not self._claimable(delivery, when):
                 continue  # stale heap entry: the delivery moved on since
-            leased = attrs.evolve(
+            leased = _replaced(
                 delivery,
-                status=IN_FLIGHT,
-                lease_expires_at=now + lease,
-                claim_token=(delivery.claim_token or 0) + 1,
+                {
+                    _STATUS: IN_FLIGHT,
+                    _LEASE: now + lease,
+                    _TOKEN: (delivery.claim_token or 0) + 1,
+                },
             )
             self._deliveries[delivery_id] = leased
             self._schedule(now + lease, delivery_id)
@@ -209,18 +236,20 @@ class MemoryDeliveryStore:
                 continue  # a late update (an expired lease's claimer): the end is final
             ended = update.status in (DELIVERED, DEAD)
             attempt = update.attempt
-            changed = attrs.evolve(
+            changed = _replaced(
                 delivery,
-                status=update.status,
-                finished_at=attempt.started_at + attempt.duration if ended else None,
-                attempts=max(delivery.attempts, update.attempt.number),
-                lease_expires_at=None,
-                last_error=update.attempt.error_message,
-                next_attempt_at=(
-                    update.next_attempt_at
-                    if update.next_attempt_at is not None
-                    else delivery.next_attempt_at
-                ),
+                {
+                    _STATUS: update.status,
+                    _FINISHED_AT: attempt.started_at + attempt.duration if ended else None,
+                    _ATTEMPTS: max(delivery.attempts, attempt.number),
+                    _LEASE: None,
+                    _LAST_ERROR: attempt.error_message,
+                    _NEXT: (
+                        update.next_attempt_at
+                        if update.next_attempt_at is not None
+                        else delivery.next_attempt_at
+                    ),
+                },
             )
             self._deliveries[update.delivery_id] = changed
             if update.status == RETRYING:

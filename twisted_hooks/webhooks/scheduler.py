@@ -34,6 +34,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from twisted_hooks._deferreds import NOT_YET, fired_value
 from twisted_hooks.interfaces import IDeliveryStore
 from twisted_hooks.webhooks.delivery import (
     Attempt,
@@ -247,6 +248,14 @@ class Scheduler(Service):
         wanted = min(free, self.batch)
         claimed = maybeDeferred(self.store.claim, self._reactor.seconds(), wanted, self.lease)
         self._claiming = claimed  # before the callbacks, which may run at once
+        found = fired_value(claimed)
+        if found is not NOT_YET:
+            # A store answering at once (the memory store): no callbacks to run.
+            try:
+                self._claimed(found, wanted)
+            except Exception:
+                self._pump_failed(Failure())
+            return
         claimed.addCallback(self._claimed, wanted).addErrback(self._pump_failed)
 
     def _claimed(self, claimed: Sequence[Delivery], wanted: int) -> None:
@@ -342,6 +351,11 @@ class Scheduler(Service):
             )
         except Exception:
             outcome = fail()
+        ended = fired_value(outcome)
+        if ended is not NOT_YET:
+            self._in_flight[delivery.id] = _DECIDED
+            self._attempted(ended, delivery)
+            return
         self._in_flight[delivery.id] = outcome
         outcome.addBoth(self._attempted, delivery)
 

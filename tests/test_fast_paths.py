@@ -1,0 +1,83 @@
+"""
+Tests of the engine's fast paths: the same results as the general code they stand in
+for (reading an already-fired Deferred, copying a delivery with a few fields changed).
+"""
+
+from __future__ import annotations
+
+import attrs
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.trial.unittest import SynchronousTestCase
+
+from twisted_hooks._deferreds import NOT_YET, fired_value
+from twisted_hooks.testing import make_delivery
+from twisted_hooks.webhooks import delivery as delivery_module
+from twisted_hooks.webhooks.delivery import IN_FLIGHT, Delivery
+
+
+class FiredValueTests(SynchronousTestCase):
+    """:func:`fired_value` takes only a success that is there now."""
+
+    def test_success(self) -> None:
+        """A Deferred that fired a value gives that value."""
+        self.assertEqual(fired_value(succeed(3)), 3)
+
+    def test_none_is_a_value(self) -> None:
+        """``None`` fired is a value, not "not yet"."""
+        self.assertIsNone(fired_value(succeed(None)))
+
+    def test_after_callbacks(self) -> None:
+        """The value is the one left by the callbacks already run."""
+        d: Deferred[int] = Deferred()
+        d.addCallback(lambda n: n + 1)
+        d.callback(1)
+        self.assertEqual(fired_value(d), 2)
+
+    def test_unfired(self) -> None:
+        """A Deferred that has not fired gives NOT_YET."""
+        self.assertIs(fired_value(Deferred()), NOT_YET)
+
+    def test_failure_is_left_to_errbacks(self) -> None:
+        """A failure is not taken: NOT_YET, and the failure is still there to handle."""
+        d = fail(ValueError("no"))
+        self.assertIs(fired_value(d), NOT_YET)
+        self.failureResultOf(d, ValueError)
+
+    def test_paused(self) -> None:
+        """A paused Deferred gives NOT_YET (its callbacks have not all run)."""
+        d = succeed(1)
+        d.pause()
+        self.assertIs(fired_value(d), NOT_YET)
+        d.unpause()
+        self.assertEqual(fired_value(d), 1)
+
+    def test_chained(self) -> None:
+        """A Deferred waiting on another Deferred gives NOT_YET."""
+        inner: Deferred[int] = Deferred()
+        outer = succeed(None)
+        outer.addCallback(lambda _: inner)
+        self.assertIs(fired_value(outer), NOT_YET)
+        inner.callback(5)
+        self.assertEqual(fired_value(outer), 5)
+
+
+class ReplacedTests(SynchronousTestCase):
+    """The memory store's copy of a delivery with fields changed is attrs.evolve's."""
+
+    def test_same_as_evolve(self) -> None:
+        """Every field not named keeps its value; the named ones take theirs."""
+        original = attrs.evolve(
+            make_delivery(), attempts=2, last_error="boom", claim_token=4, timeout=3.0
+        )
+        changed = delivery_module._replaced(
+            original,
+            {delivery_module._STATUS: IN_FLIGHT, delivery_module._LEASE: 99.0},
+        )
+        self.assertEqual(changed, attrs.evolve(original, status=IN_FLIGHT, lease_expires_at=99.0))
+
+    def test_field_order(self) -> None:
+        """The positions used are those of Delivery's fields, every one an init
+        parameter under its own name (what a positional call relies on)."""
+        fields = attrs.fields(Delivery)
+        self.assertEqual(delivery_module._FIELDS, tuple(field.name for field in fields))
+        self.assertTrue(all(field.init and field.alias == field.name for field in fields))
