@@ -138,10 +138,10 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
 
 @pytest.fixture(scope="session")
 def venv(built: Built, tmp_path_factory: pytest.TempPathFactory) -> Venv:
-    """A fresh virtual environment with the wheel, its service and sync extras (the
-    quick start's install) and their dependencies only."""
+    """A fresh virtual environment with the wheel, its service, sync and redis extras (the
+    examples use all three) and their dependencies only."""
     venv = Venv.create(tmp_path_factory.mktemp("wheel") / "venv")
-    venv.pip_install(f"twisted_hooks[service,sync] @ {built.wheel.as_uri()}")
+    venv.pip_install(f"twisted_hooks[service,sync,redis] @ {built.wheel.as_uri()}")
     return venv
 
 
