@@ -18,7 +18,14 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Generic, TypeVar
 
+from twisted_hooks._fields import Rule
+
 __all__ = ["BufferState", "EventBuffer"]
+
+#: Thorn's ``flush_freq``: a flush after this many sends (or none).
+_FLUSH_FREQ = Rule(integer=True, minimum=1, optional=True)
+#: Thorn's ``flush_timeout``: a flush after this many seconds (or none).
+_FLUSH_TIMEOUT = Rule(above=True, minimum=0.0, optional=True, unit="seconds")
 
 T = TypeVar("T")
 
@@ -58,10 +65,8 @@ class EventBuffer(Generic[T]):
         flush_freq: int | None = None,
         flush_timeout: float | None = None,
     ) -> None:
-        if flush_freq is not None and (isinstance(flush_freq, bool) or flush_freq < 1):
-            raise ValueError(f"flush_freq must be at least 1, got {flush_freq!r}")
-        if flush_timeout is not None and not flush_timeout > 0:
-            raise ValueError(f"flush_timeout must be positive, got {flush_timeout!r}")
+        _FLUSH_FREQ.check("flush_freq", flush_freq)
+        _FLUSH_TIMEOUT.check("flush_timeout", flush_timeout)
         self._state = state
         self._dispatch = dispatch
         self._clock = clock
