@@ -1,9 +1,12 @@
 """
 Tests of the engine's fast paths: the same results as the general code they stand in
-for (reading an already-fired Deferred, copying a delivery with a few fields changed).
+for (reading an already-fired Deferred, copying a delivery with a few fields changed,
+signing from cached HMAC keys).
 """
 
 from __future__ import annotations
+
+import functools
 
 import attrs
 from twisted.internet.defer import Deferred, fail, succeed
@@ -13,6 +16,14 @@ from twisted_hooks._deferreds import NOT_YET, fired_value
 from twisted_hooks.testing import make_delivery
 from twisted_hooks.webhooks import delivery as delivery_module
 from twisted_hooks.webhooks.delivery import IN_FLIGHT, Delivery
+from twisted_hooks.webhooks.signing import (
+    DIGEST_METHODS,
+    InvalidSecret,
+    generate_secret,
+    signature_headers,
+    standard_signature,
+    thorn_signature,
+)
 
 
 class FiredValueTests(SynchronousTestCase):
@@ -81,3 +92,60 @@ class ReplacedTests(SynchronousTestCase):
         fields = attrs.fields(Delivery)
         self.assertEqual(delivery_module._FIELDS, tuple(field.name for field in fields))
         self.assertTrue(all(field.init and field.alias == field.name for field in fields))
+
+
+class SignatureHeadersTests(SynchronousTestCase):
+    """:func:`signature_headers`, which signs from cached keyed HMAC objects, gives the
+    bytes of the one-shot functions it stands for."""
+
+    BODY = b'{"id": 1, "total": "9.99"}'
+
+    def test_same_as_one_shot_functions(self) -> None:
+        """Every digest, one secret or a rotation, plain and ``whsec_`` secrets, twice in
+        a row (the second from the cache): the values of thorn_signature and
+        standard_signature."""
+        rotations = [
+            ("s3cret",),
+            (generate_secret(), "old-secret", generate_secret()),
+        ]
+        for digest in sorted(DIGEST_METHODS):
+            for secrets in rotations:
+                for _ in range(2):
+                    headers = signature_headers(
+                        secrets=secrets,
+                        digest_method=digest.upper(),
+                        msg_id="msg_1",
+                        timestamp=1_700_000_000,
+                        body=self.BODY,
+                    )
+                    self.assertEqual(
+                        headers,
+                        {
+                            "Hook-HMAC": thorn_signature(digest, secrets[0], self.BODY),
+                            "webhook-id": "msg_1",
+                            "webhook-timestamp": "1700000000",
+                            "webhook-signature": standard_signature(
+                                secrets, "msg_1", 1_700_000_000, self.BODY
+                            ),
+                        },
+                    )
+
+    def test_errors(self) -> None:
+        """Bad input is still refused, each error naming what was wrong, and a refused
+        secret is refused again (errors are not cached)."""
+        sign = functools.partial(
+            signature_headers, msg_id="m", timestamp=1, body=self.BODY, digest_method="sha256"
+        )
+        with self.assertRaisesRegex(ValueError, "at least one secret"):
+            sign(secrets=())
+        with self.assertRaisesRegex(ValueError, "unknown HMAC digest method 'md5'"):
+            signature_headers(
+                secrets="s", digest_method="md5", msg_id="m", timestamp=1, body=self.BODY
+            )
+        with self.assertRaisesRegex(ValueError, "timestamp must be whole seconds"):
+            signature_headers(
+                secrets="s", digest_method="sha1", msg_id="m", timestamp=-1, body=self.BODY
+            )
+        for _ in range(2):
+            with self.assertRaises(InvalidSecret):
+                sign(secrets="whsec_!!!")

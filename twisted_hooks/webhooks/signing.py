@@ -428,13 +428,50 @@ def signature_headers(
     :return: ``Hook-HMAC``, ``webhook-id``, ``webhook-timestamp`` and
         ``webhook-signature``, by name.
     """
-    found = _secret_list(secrets)
+    found = (secrets,) if isinstance(secrets, str) else tuple(secrets)
+    if not found:
+        raise ValueError("at least one secret is needed")
+    digestmod = _digest(digest_method)
+    stamp = _check_timestamp(timestamp)
+    # The same bytes as thorn_signature and standard_signature compute, from HMAC objects
+    # keyed once per subscriber (a copy per attempt), and over the body as it is: the
+    # Standard Webhooks prefix is hashed first, not joined to a copy of the body.
+    thorn, standard = _keyed(found, digestmod)
+    content = _as_bytes(body)
+    mac = thorn.copy()
+    mac.update(content)
+    hook_hmac = _b64(mac.digest())
+    prefix = b"%s.%s." % (msg_id.encode("utf-8"), stamp.encode("ascii"))
+    entries = []
+    for keyed in standard:
+        mac = keyed.copy()
+        mac.update(prefix)
+        mac.update(content)
+        entries.append("v1," + _b64(mac.digest()))
     return {
-        "Hook-HMAC": thorn_signature(digest_method, found[0], body),
+        "Hook-HMAC": hook_hmac,
         _HEADER_ID: msg_id,
-        _HEADER_TIMESTAMP: _check_timestamp(timestamp),
-        _HEADER_SIGNATURE: standard_signature(found, msg_id, timestamp, body),
+        _HEADER_TIMESTAMP: stamp,
+        _HEADER_SIGNATURE: " ".join(entries),
     }
+
+
+def _b64(digest: bytes) -> str:
+    """The standard base64 (with padding) of ``digest``, as ``str``."""
+    return binascii.b2a_base64(digest, newline=False).decode("ascii")
+
+
+@functools.lru_cache(maxsize=1024)
+def _keyed(secrets: tuple[str, ...], digestmod: str) -> tuple[hmac.HMAC, tuple[hmac.HMAC, ...]]:
+    """
+    HMAC objects keyed, not yet fed: Thorn's (the first secret as UTF-8, ``digestmod``) and
+    one Standard Webhooks HMAC-SHA256 per secret (:func:`standard_key`). Kept for the most
+    recent 1,024 subscribers' secrets; each attempt feeds copies.
+
+    :raises InvalidSecret: if a secret is a malformed ``whsec_`` secret.
+    """
+    thorn = hmac.new(secrets[0].encode("utf-8"), digestmod=digestmod)
+    return thorn, tuple(hmac.new(standard_key(s), digestmod="sha256") for s in secrets)
 
 
 def generate_secret() -> str:
