@@ -1,12 +1,13 @@
 """
 Tests of the engine's fast paths: the same results as the general code they stand in
 for (reading an already-fired Deferred, copying a delivery with a few fields changed,
-signing from cached HMAC keys).
+signing from cached HMAC keys, making ids).
 """
 
 from __future__ import annotations
 
 import functools
+import uuid
 
 import attrs
 from twisted.internet.defer import Deferred, fail, succeed
@@ -14,6 +15,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from twisted_hooks._deferreds import NOT_YET, fired_value
 from twisted_hooks.testing import make_delivery
+from twisted_hooks.webhooks import _publisher
 from twisted_hooks.webhooks import delivery as delivery_module
 from twisted_hooks.webhooks.delivery import IN_FLIGHT, Delivery
 from twisted_hooks.webhooks.signing import (
@@ -149,3 +151,22 @@ class SignatureHeadersTests(SynchronousTestCase):
         for _ in range(2):
             with self.assertRaises(InvalidSecret):
                 sign(secrets="whsec_!!!")
+
+
+class NewIdTests(SynchronousTestCase):
+    """Event and delivery ids are random version 4 UUIDs in canonical form."""
+
+    def test_canonical_version_4(self) -> None:
+        """Each id reads back as a version 4, RFC 4122 variant UUID whose canonical form
+        is the id itself, and ids do not repeat."""
+        ids = [_publisher._new_id() for _ in range(2000)]
+        for each in ids:
+            parsed = uuid.UUID(each)
+            self.assertEqual((parsed.version, parsed.variant), (4, uuid.RFC_4122))
+            self.assertEqual(str(parsed), each)
+        self.assertEqual(len(set(ids)), len(ids))
+
+    def test_variant_digits(self) -> None:
+        """The variant digit takes all four values its two random bits allow."""
+        digits = {_publisher._new_id()[19] for _ in range(2000)}
+        self.assertEqual(digits, set("89ab"))

@@ -41,6 +41,7 @@ def fired_value(d: Deferred[_T]) -> _T | Literal[_Pending.NOT_YET]:
     """
     if d.called and not d.paused:
         result = d.result
-        if not isinstance(result, (Failure, Deferred)):
+        # Not paused, so not waiting on a Deferred its callbacks returned.
+        if not isinstance(result, Failure):
             return result  # type: ignore[return-value]
     return NOT_YET
