@@ -386,3 +386,24 @@ class ApplicationTests(SynchronousTestCase):
         unregister_application(default_registry())
         self.assertRaises(NoApplication, events.get_default_app)
         self.assertFalse(hasattr(events, "_default_app"))
+
+
+class HooksProvidesApplicationTests(SynchronousTestCase):
+    """Hooks is a webhook application in the registry's sense."""
+
+    def test_verify_object(self) -> None:
+        """A Hooks provides IWebhookApplication (settings, send, buffer_events), and is
+        what get_default_app gives after set_default_app."""
+        from twisted.internet.task import Clock
+        from zope.interface.verify import verifyObject
+
+        from twisted_hooks.testing import FakeSender
+        from twisted_hooks.webhooks import Hooks, get_default_app, set_default_app
+
+        clock = Clock()
+        hooks = Hooks(clock, sender=FakeSender(clock))
+        self.assertTrue(verifyObject(IWebhookApplication, hooks))
+        self.addCleanup(set_default_app, None)
+        set_default_app(hooks)
+        self.assertIs(get_default_app(), hooks)
+        self.assertIs(default_registry().getUtility(IWebhookApplication), hooks)

@@ -42,12 +42,14 @@ from twisted.internet.interfaces import IReactorTCP, IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from twisted_hooks.dispatcher import EventDispatcher
 from twisted_hooks.interfaces import (
     IDeliveryStore,
     IHealthStore,
     ISubscriberStore,
+    IWebhookApplication,
     IWebhookSender,
 )
 from twisted_hooks.webhooks._delivery_service import DeliveryService
@@ -108,6 +110,7 @@ class WebhookHandler:
         return result if isinstance(result, Deferred) else succeed(result)
 
 
+@implementer(IWebhookApplication)
 class Hooks(MultiService):
     """
     The webhook application: send events, manage subscribers, deliver.
