@@ -51,8 +51,7 @@ from twisted_hooks.store import (
     schema,
 )
 from twisted_hooks.store import _rows as rows
-from twisted_hooks.store.postgres import SUBSCRIBER_CHANNEL
-from twisted_hooks.store.sql import (
+from twisted_hooks.store._rows import (
     ATTEMPT_COLUMNS,
     DELIVERY_COLUMNS,
     HEALTH_COLUMNS,
@@ -60,6 +59,7 @@ from twisted_hooks.store.sql import (
     TOKEN_COLUMNS,
     Columns,
 )
+from twisted_hooks.store.postgres import SUBSCRIBER_CHANNEL
 from twisted_hooks.store.tokens import Token
 from twisted_hooks.webhooks.delivery import Attempt, Delivery, ErrorKind
 from twisted_hooks.webhooks.health import EndpointHealth

@@ -60,11 +60,13 @@ __all__ = [
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
 
-#: How many bytes of an attempt's response body are stored.
-RESPONSE_BODY_LIMIT = 4096
 
 #: At most this many parameters in one ``IN (...)`` list.
 CHUNK = 500
+
+
+#: How many bytes of an attempt's response body are stored.
+RESPONSE_BODY_LIMIT = 4096
 
 
 class Cursor(Protocol):

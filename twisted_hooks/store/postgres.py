@@ -31,10 +31,11 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
+from twisted_hooks.store._rows import DELIVERY_COLUMNS, Cursor
 from twisted_hooks.store.base import StoreError
 from twisted_hooks.store.cache import check_refresh_interval
 from twisted_hooks.store.schema import CLAIMABLE, POSTGRESQL
-from twisted_hooks.store.sql import DELIVERY_COLUMNS, Cursor, SQLStore
+from twisted_hooks.store.sql import SQLStore
 
 __all__ = ["NOTIFY_FALLBACK_REFRESH", "SUBSCRIBER_CHANNEL", "PostgresStore", "describe_dsn"]
 

@@ -9,8 +9,8 @@ marker, how a transaction begins, how due deliveries are claimed, the name of th
 two-argument maximum, and how other processes hear of subscriber changes.
 
 Rows are read and written by column name: each table has one :class:`Columns`
-(:data:`SUBSCRIBER_COLUMNS`, :data:`DELIVERY_COLUMNS`, :data:`ATTEMPT_COLUMNS`,
-:data:`HEALTH_COLUMNS`, :data:`TOKEN_COLUMNS`), which writes the column lists of the
+(``SUBSCRIBER_COLUMNS``, ``DELIVERY_COLUMNS``, ``ATTEMPT_COLUMNS``, ``HEALTH_COLUMNS``,
+``TOKEN_COLUMNS``, in the private module ``_rows``), which writes the column lists of the
 statements and turns a value's fields into parameters and a row back into fields.
 
 Subscribers are matched against events in memory: the store keeps a
@@ -35,11 +35,7 @@ from zope.interface import implementer
 from twisted_hooks.interfaces import IHealthStore, ITokenStore
 from twisted_hooks.store import schema
 from twisted_hooks.store._rows import (
-    ATTEMPT_COLUMNS,
-    DELIVERY_COLUMNS,
     HEALTH_COLUMNS,
-    RESPONSE_BODY_LIMIT,
-    SUBSCRIBER_COLUMNS,
     TOKEN_COLUMNS,
     Columns,
     Cursor,
@@ -57,12 +53,6 @@ from twisted_hooks.store.tokens import DuplicateToken, Token, TokenNotFound
 from twisted_hooks.webhooks.health import EndpointHealth
 
 __all__ = [
-    "ATTEMPT_COLUMNS",
-    "DELIVERY_COLUMNS",
-    "HEALTH_COLUMNS",
-    "RESPONSE_BODY_LIMIT",
-    "SUBSCRIBER_COLUMNS",
-    "TOKEN_COLUMNS",
     "Columns",
     "Cursor",
     "SQLDeliveryStore",

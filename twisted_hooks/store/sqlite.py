@@ -26,9 +26,10 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 
+from twisted_hooks.store._rows import DELIVERY_COLUMNS, Cursor
 from twisted_hooks.store.cache import check_refresh_interval
 from twisted_hooks.store.schema import CLAIMABLE, SQLITE
-from twisted_hooks.store.sql import DELIVERY_COLUMNS, Cursor, SQLStore
+from twisted_hooks.store.sql import SQLStore
 from twisted_hooks.webhooks.delivery import IN_FLIGHT
 
 __all__ = ["SQLiteStore"]
