@@ -9,6 +9,10 @@ Matching is indexed: handlers are grouped by the set of keywords they constrain 
 *shape*), and within a shape by the tuple of values they ask for, whatever their phase. A
 fire looks up each shape once and sorts what it finds into phases, so it costs O(matching
 handlers + distinct shapes), however many handlers are registered.
+
+Why one module (past 600 lines): the dispatcher is one class and its index, and a fire is
+the hot path of every event; keeping the index, the phase walk and the lifecycle together
+keeps that path readable in one place and free of calls across modules.
 """
 
 from __future__ import annotations

@@ -82,6 +82,10 @@ A :class:`SecurityError` says what was refused and what to change, in the terms 
 interface that refused it: a :class:`RecipientPolicy`'s ``advice``
 (:data:`PYTHON_ADVICE` by default names the Python arguments; the service's policy names
 its configuration keys and command-line flags).
+
+Why one module (past 600 lines): the recipient policy and Thorn's validators are one rule set
+that a security review reads as a whole; the address arithmetic it rests on is in a module
+of its own.
 """
 
 from __future__ import annotations
