@@ -50,34 +50,34 @@ the ``overrides`` of :func:`load_config`.
 
 from __future__ import annotations
 
-import configparser
-import difflib
-import ipaddress
-import json
 import math
 import os
-import re
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any, TypeVar
+from collections.abc import Iterable, Mapping
 from urllib.parse import urlsplit
 
 import attrs
 
 from twisted_hooks._fields import Rule, field, rules
-from twisted_hooks._numbers import DECIMAL, WHOLE
-from twisted_hooks.webhooks.app import OPERATIONAL, WEBHOOK, Settings
-from twisted_hooks.webhooks.retry import MAX_RETRIES, RetryPolicy
-from twisted_hooks.webhooks.subscribers import parse_subscribers
-from twisted_hooks.webhooks.validators import (
-    IRecipientValidator,
-    RecipientPolicy,
-    RefusalAdvice,
-    SecurityError,
-    block_cidr_network,
-    block_internal_ips,
-    ensure_port,
-    ensure_protocol,
+from twisted_hooks.service import _config_sections
+from twisted_hooks.service._config_reader import (
+    DEFAULT_SOURCE,
+    ConfigError,
+    Reader,
+    Value,
+    cidr,
+    default_text,
+    fail,
+    hint,
+    read_fields,
+    read_ini,
 )
+from twisted_hooks.service._config_reader import (
+    normal as _normal,
+)
+from twisted_hooks.service._config_sections import SUBSCRIBERS
+from twisted_hooks.webhooks.app import OPERATIONAL, WEBHOOK, Settings
+from twisted_hooks.webhooks.retry import RetryPolicy
+from twisted_hooks.webhooks.validators import RefusalAdvice
 
 __all__ = [
     "DEFAULTS",
@@ -108,17 +108,12 @@ DEFAULT_DATABASE = "sqlite:twisted_hooks.sqlite3"
 #: are the listener's own settings.
 LISTENER_KEYS: tuple[str, ...] = ("use", "phase", "match.name", "match.kind", "match.owner")
 
-_SUBSCRIBERS = "subscribers"
 _LISTENER = "listener:"
 _MATCH = "match."
 _KINDS = (WEBHOOK, OPERATIONAL)
 _DEFAULT_PHASE = "after"
-_DEFAULT_SOURCE = "the defaults"
 _SECTION_LIST = "[hooks], [retry], [validators], [health], [subscribers] and [listener:NAME]"
-_BOOLEANS = configparser.ConfigParser.BOOLEAN_STATES
 _OVERRIDE_KEYS = ("listen", "database", "allow_network")
-
-_T = TypeVar("_T")
 
 SERVICE_ADVICE = RefusalAdvice(
     allow_network=(
@@ -134,32 +129,6 @@ SERVICE_ADVICE = RefusalAdvice(
 )
 """How the service's refusals of recipient URLs (HTTP API, static subscribers, failed
 attempts) word their fix: its command-line flags and configuration keys."""
-
-
-class ConfigError(ValueError):
-    """
-    The configuration cannot be used. ``str(error)`` says where the problem is (the file
-    or environment variable, the section, the key and the value), what was expected, and
-    so what to change.
-
-    :ivar source: the file, environment variable or option the value came from, or
-        ``None``.
-    :ivar section: the section concerned, or ``None``.
-    :ivar key: the key concerned, or ``None``.
-    """
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        source: str | None = None,
-        section: str | None = None,
-        key: str | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.source = source
-        self.section = section
-        self.key = key
 
 
 @attrs.frozen
@@ -282,27 +251,11 @@ _RULES: Mapping[tuple[str, str], tuple[Rule, object]] = {
 }
 
 
-def _figure(number: float) -> str:
-    return str(int(number)) if number == int(number) else f"{number:g}"
-
-
-def _default_text(rule: Rule, default: object) -> str:
-    if rule.config_default is not None:
-        return rule.config_default
-    if isinstance(default, attrs.Factory):  # type: ignore[arg-type]
-        default = default.factory()  # type: ignore[attr-defined]
-    if default is None:
-        return ""
-    if isinstance(default, tuple):
-        return ", ".join(_figure(item) for item in default)
-    return _figure(default) if isinstance(default, int | float) else str(default)
-
-
 def _section_defaults(section: str) -> dict[str, str]:
     keys = dict(_TEXT_KEYS.get(section, {}))
     for (where, key), (rule, default) in _RULES.items():
         if where == section:
-            keys[key] = _default_text(rule, default)
+            keys[key] = default_text(rule, default)
     return keys
 
 
@@ -336,10 +289,6 @@ def env_name(section: str, key: str | None = None) -> str:
     return name + "_" if key is None else f"{name}_{_normal(key)}"
 
 
-def _normal(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9]", "_", text).upper()
-
-
 def check_base_url(url: str) -> str:
     """
     Check a public base URL (``[hooks] base_url``): an absolute ``http`` or ``https`` URL
@@ -370,29 +319,6 @@ def check_base_url(url: str) -> str:
     return text.rstrip("/")
 
 
-@attrs.frozen
-class _Value:
-    text: str
-    source: str
-
-
-class _Parser(configparser.ConfigParser):
-    """Keys keep their case; there is no ``[DEFAULT]`` section."""
-
-    def __init__(self) -> None:
-        # A section header cannot hold a line break, so no section is the defaults.
-        super().__init__(
-            interpolation=None,
-            delimiters=("=",),
-            inline_comment_prefixes=(";",),
-            empty_lines_in_values=False,
-            default_section="\n",
-        )
-
-    def optionxform(self, optionstr: str) -> str:
-        return optionstr
-
-
 def load_config(
     path: str | os.PathLike[str] | None = None,
     environ: Mapping[str, str] | None = None,
@@ -413,16 +339,16 @@ def load_config(
         value that is not what its key expects; the message names them.
     """
     source = os.fspath(path) if path is not None else None
-    values: dict[str, dict[str, _Value]] = {}
+    values: dict[str, dict[str, Value]] = {}
     if source is not None:
         values = _read(source)
     for section in DEFAULTS:
         values.setdefault(section, {})
-    values.setdefault(_SUBSCRIBERS, {})
+    values.setdefault(SUBSCRIBERS, {})
     _apply_environment(values, os.environ if environ is None else environ)
     networks = _apply_overrides(values, overrides or {})
-    reader = _Reader(values)
-    settings = _settings(reader, networks)
+    reader = Reader(values, DEFAULTS, _RULES)
+    settings = _config_sections.settings(reader, networks, SERVICE_ADVICE)
     secret = reader.text("hooks", "secret").strip() or None
     raw: dict[str, str] = {}
     for section, keys in values.items():
@@ -443,11 +369,13 @@ def load_config(
         ),
         base_url=_base_url(reader),
         settings=settings,
-        static_subscribers=_subscribers(reader, values[_SUBSCRIBERS], settings.policy, secret),
+        static_subscribers=_config_sections.subscribers(
+            reader, values[SUBSCRIBERS], settings.policy, secret
+        ),
         default_secret=secret,
-        **_read_fields(reader, ServiceConfig),
+        **read_fields(reader, ServiceConfig),
         listeners=tuple(
-            _listener(reader, s, source or _DEFAULT_SOURCE) for s in values if _is_listener(s)
+            _listener(reader, s, source or DEFAULT_SOURCE) for s in values if _is_listener(s)
         ),
         raw=raw,
         path=source,
@@ -458,14 +386,14 @@ def _is_listener(section: str) -> bool:
     return section.startswith(_LISTENER)
 
 
-def _base_url(reader: _Reader) -> str | None:
+def _base_url(reader: Reader) -> str | None:
     value = reader.get("hooks", "base_url")
     if not value.text.strip():
         return None
     try:
         return check_base_url(value.text)
     except ValueError as error:
-        raise _fail(
+        raise fail(
             "hooks",
             "base_url",
             value,
@@ -473,34 +401,11 @@ def _base_url(reader: _Reader) -> str | None:
         ) from None
 
 
-def _read(path: str) -> dict[str, dict[str, _Value]]:
-    parser = _Parser()
-    try:
-        with open(path, encoding="utf-8") as file:
-            parser.read_file(file, source=path)
-    except FileNotFoundError:
-        raise ConfigError(
-            f"the configuration file {path} does not exist; give the path of an existing "
-            "file (or no configuration file, to use the defaults)",
-            source=path,
-        ) from None
-    except (OSError, UnicodeDecodeError) as error:
-        reason = error.strerror if isinstance(error, OSError) else str(error)
-        raise ConfigError(
-            f"the configuration file {path} cannot be read ({reason})", source=path
-        ) from None
-    except configparser.Error as error:
-        detail = " ".join(str(error).split())
-        raise ConfigError(
-            f"{path} is not a valid INI file: {detail}. Every key belongs under a [section] "
-            "header, once, as 'key = value'",
-            source=path,
-        ) from None
-    values: dict[str, dict[str, _Value]] = {}
-    for section in parser.sections():
-        keys = dict(parser.items(section))
+def _read(path: str) -> dict[str, dict[str, Value]]:
+    values: dict[str, dict[str, Value]] = {}
+    for section, keys in read_ini(path).items():
         _check_section(path, section, keys)
-        values[section] = {key: _Value(text, path) for key, text in keys.items()}
+        values[section] = {key: Value(text, path) for key, text in keys.items()}
     return values
 
 
@@ -510,7 +415,7 @@ def _check_section(path: str, section: str, keys: Mapping[str, str]) -> None:
         for key in keys:
             if key not in known:
                 raise ConfigError(
-                    f"{path}: unknown key {key!r} in section [{section}]{_hint(key, known)}; "
+                    f"{path}: unknown key {key!r} in section [{section}]{hint(key, known)}; "
                     f"the keys of [{section}] are {', '.join(known)}",
                     source=path,
                     section=section,
@@ -524,24 +429,17 @@ def _check_section(path: str, section: str, keys: Mapping[str, str]) -> None:
                 source=path,
                 section=section,
             )
-    elif section != _SUBSCRIBERS:
+    elif section != SUBSCRIBERS:
         raise ConfigError(
             f"{path}: unknown section [{section}]"
-            f"{_hint(section, [*DEFAULTS, _SUBSCRIBERS], brackets=True)}; the sections are "
+            f"{hint(section, [*DEFAULTS, SUBSCRIBERS], brackets=True)}; the sections are "
             f"{_SECTION_LIST}",
             source=path,
             section=section,
         )
 
 
-def _hint(word: str, choices: Iterable[str], brackets: bool = False) -> str:
-    close = difflib.get_close_matches(word, list(choices), n=1)
-    if not close:
-        return ""
-    return f" (did you mean [{close[0]}]?)" if brackets else f" (did you mean {close[0]!r}?)"
-
-
-def _apply_environment(values: dict[str, dict[str, _Value]], environ: Mapping[str, str]) -> None:
+def _apply_environment(values: dict[str, dict[str, Value]], environ: Mapping[str, str]) -> None:
     targets: dict[str, list[str]] = {}
     for section in values:
         targets.setdefault(_normal(section), []).append(section)
@@ -563,10 +461,10 @@ def _apply_environment(values: dict[str, dict[str, _Value]], environ: Mapping[st
             )
         section = sections[0]
         key = _env_key(variable, section, rest[len(normal) + 1 :], values[section])
-        values[section][key] = _Value(environ[variable], f"environment variable {variable}")
+        values[section][key] = Value(environ[variable], f"environment variable {variable}")
 
 
-def _env_key(variable: str, section: str, normal: str, present: Mapping[str, _Value]) -> str:
+def _env_key(variable: str, section: str, normal: str, present: Mapping[str, Value]) -> str:
     known = DEFAULTS.get(section)
     if known is not None:
         candidates: Iterable[str] = known
@@ -590,7 +488,7 @@ def _env_key(variable: str, section: str, normal: str, present: Mapping[str, _Va
 
 
 def _apply_overrides(
-    values: dict[str, dict[str, _Value]], overrides: Mapping[str, str | Iterable[str] | None]
+    values: dict[str, dict[str, Value]], overrides: Mapping[str, str | Iterable[str] | None]
 ) -> tuple[str, ...]:
     networks: list[str] = []
     for name, value in overrides.items():
@@ -601,11 +499,11 @@ def _apply_overrides(
             if not isinstance(value, str):
                 raise ConfigError(f"the {name!r} override must be text, got {value!r}")
             source = f"the command line (--{option})"
-            values["hooks"][option] = _Value(value, source)
+            values["hooks"][option] = Value(value, source)
         elif option == "allow_network":
             items = [value] if isinstance(value, str) else list(value)
             for item in items:
-                _cidr("validators", "allowed_networks", _Value(item, "--allow-network"))
+                cidr("validators", "allowed_networks", Value(item, "--allow-network"))
             networks.extend(item.strip() for item in items)
         else:
             raise ConfigError(
@@ -615,282 +513,7 @@ def _apply_overrides(
     return tuple(networks)
 
 
-def _fail(section: str, key: str, value: _Value, expected: str) -> ConfigError:
-    return ConfigError(
-        f"{value.source}: [{section}] {key} = {value.text!r}: expected {expected}",
-        source=value.source,
-        section=section,
-        key=key,
-    )
-
-
-@attrs.frozen
-class _Kind:
-    """What a number must be, in the words of the configuration's messages."""
-
-    expected: str
-    integer: bool = False
-    minimum: float = 0.0
-    strict: bool = True
-    empty: bool = False
-    below: float = math.inf
-    maximum: float = math.inf
-
-
-def _kind(section: str, key: str) -> _Kind:
-    """The :class:`_Kind` of the numeric key, from its field's rule."""
-    rule, _ = _RULES[section, key]
-    low = rule.minimum or 0.0
-    high = rule.maximum if rule.maximum is not None else math.inf
-    words = {"minimum": _figure(low), "maximum": _figure(high)}
-    if rule.below:
-        expected = "a fraction of at least {minimum} and below {maximum}, such as 0.2"
-        return _Kind(expected.format(**words), minimum=low, strict=False, below=high)
-    if key == "schedule":
-        expected = (
-            "delays in seconds, each from {minimum} to {maximum}, at most "
-            f"{MAX_RETRIES} of them, separated by commas, such as 5, 300, 1800 "
-            "(nothing: no retries)"
-        )
-    elif rule.integer and rule.unit == "bytes":
-        expected = "a number of bytes, a whole number from {minimum} to {maximum}, such as 65536"
-    elif rule.integer:
-        expected = "a whole number from {minimum} to {maximum}, such as 16"
-    elif rule.above:
-        expected = "a number of seconds greater than {minimum} and at most {maximum}, such as 10"
-    else:
-        expected = "a number of seconds from {minimum} to {maximum}, such as 15"
-    return _Kind(
-        expected.format(**words),
-        integer=rule.integer,
-        minimum=low,
-        strict=rule.above,
-        empty=rule.optional,
-        maximum=high,
-    )
-
-
-class _Reader:
-    """Reads typed values, raising :class:`ConfigError` naming what is wrong."""
-
-    def __init__(self, values: Mapping[str, Mapping[str, _Value]]) -> None:
-        self.values = values
-
-    def get(self, section: str, key: str) -> _Value:
-        value = self.values.get(section, {}).get(key)
-        if value is None:
-            return _Value(DEFAULTS[section][key], _DEFAULT_SOURCE)
-        return value
-
-    def text(self, section: str, key: str) -> str:
-        return self.get(section, key).text
-
-    def required(self, section: str, key: str, expected: str) -> str:
-        value = self.get(section, key)
-        if not value.text.strip():
-            raise _fail(section, key, value, expected)
-        return value.text.strip()
-
-    def number(self, section: str, key: str) -> float | int | None:
-        """The numeric key, checked against its field's rule; ``None`` when it is
-        optional and empty."""
-        value = self.get(section, key)
-        kind = _kind(section, key)
-        text = value.text.strip()
-        if kind.empty and not text:
-            return None
-        return _number(section, key, value, text, kind)
-
-    def setting(self, section: str, key: str) -> float | int:
-        """The numeric key that cannot be empty."""
-        number = self.number(section, key)
-        assert number is not None
-        return number
-
-    def items(self, section: str, key: str, parse: Callable[[str, str, _Value], _T]) -> list[_T]:
-        value = self.get(section, key)
-        words = [w for w in re.split(r"[,\s]+", value.text.strip()) if w]
-        return [parse(section, key, _Value(word, value.source)) for word in words]
-
-    def boolean(self, section: str, key: str) -> bool:
-        value = self.get(section, key)
-        state = _BOOLEANS.get(value.text.strip().lower())
-        if state is None:
-            raise _fail(section, key, value, "true or false (or yes/no, on/off, 1/0)")
-        return state
-
-
-def _number(section: str, key: str, value: _Value, text: str, kind: _Kind) -> float | int:
-    expected = kind.expected + (" (or nothing)" if kind.empty else "")
-    syntax = WHOLE if kind.integer else DECIMAL  # ASCII digits only
-    if not syntax.fullmatch(text):
-        raise _fail(section, key, value, expected)
-    number: float | int = int(text) if kind.integer else float(text)
-    too_small = number <= kind.minimum if kind.strict else number < kind.minimum
-    if too_small or not math.isfinite(number) or not number < kind.below:
-        raise _fail(section, key, value, expected)
-    if number > kind.maximum:
-        raise _fail(section, key, value, expected)
-    return number
-
-
-def _delay(section: str, key: str, value: _Value) -> float:
-    return float(_number(section, key, value, value.text, _kind(section, key)))
-
-
-def _port(section: str, key: str, value: _Value) -> int:
-    expected = "TCP ports from 1 to 65535 separated by commas, such as 80, 443 (nothing: any)"
-    if not re.fullmatch(r"[0-9]{1,5}", value.text):
-        raise _fail(section, key, value, expected)
-    port = int(value.text)
-    if not 0 < port < 65536:
-        raise _fail(section, key, value, expected)
-    return port
-
-
-def _protocol(section: str, key: str, value: _Value) -> str:
-    scheme = value.text.lower().removesuffix("://")
-    if scheme not in ("http", "https"):
-        raise _fail(section, key, value, "http, https, or both separated by a comma")
-    return scheme
-
-
-def _cidr(section: str, key: str, value: _Value) -> str:
-    try:
-        ipaddress.ip_network(value.text.strip(), strict=False)
-    except ValueError:
-        raise _fail(
-            section,
-            key,
-            value,
-            "networks in CIDR notation separated by commas, such as 10.0.0.0/8, fd00::/8",
-        ) from None
-    return value.text.strip()
-
-
-def _settings(reader: _Reader, extra_networks: tuple[str, ...]) -> Settings:
-    protocols = reader.items("validators", "protocols", _protocol)
-    if not protocols:
-        raise _fail(
-            "validators",
-            "protocols",
-            reader.get("validators", "protocols"),
-            "http, https, or both separated by a comma",
-        )
-    ports = reader.items("validators", "ports", _port)
-    blocked = reader.items("validators", "blocked_networks", _cidr)
-    validators: list[IRecipientValidator] = []
-    if reader.boolean("validators", "block_internal"):
-        validators.append(block_internal_ips())
-    validators.append(ensure_protocol(*protocols))
-    if ports:
-        validators.append(ensure_port(*ports))
-    if blocked:
-        validators.append(block_cidr_network(*blocked))
-    allowed = [*reader.items("validators", "allowed_networks", _cidr), *extra_networks]
-    policy = RecipientPolicy(
-        validators=validators, allowed_networks=allowed, advice=SERVICE_ADVICE
-    )
-
-    schedule = reader.items("retry", "schedule", _delay)
-    if len(schedule) > MAX_RETRIES:
-        raise _fail(
-            "retry",
-            "schedule",
-            reader.get("retry", "schedule"),
-            f"at most {MAX_RETRIES} delays (it has {len(schedule)})",
-        )
-    retry = RetryPolicy(
-        delays=tuple(schedule),
-        **_read_fields(reader, RetryPolicy),
-    )
-
-    values = _read_fields(reader, Settings)
-    timeout, lease = values["timeout"], values["lease"]
-    if not lease > timeout:
-        raise _fail(
-            "hooks",
-            "lease",
-            reader.get("hooks", "lease"),
-            f"a number of seconds longer than [hooks] timeout ({timeout:g}), or a delivery "
-            "could be claimed twice",
-        )
-    return Settings(retry=retry, policy=policy, **values)
-
-
-def _read_fields(reader: _Reader, cls: type) -> dict[str, Any]:
-    """The values of the fields of ``cls`` that the fixed sections set (all but
-    ``[retry] schedule``, a list), read and checked by their rules."""
-    return {
-        attribute.name: reader.number(rule.section, rule.key)
-        for attribute, rule in rules(cls)
-        if rule.section is not None and rule.key is not None and rule.key != "schedule"
-    }
-
-
-#: Stands for "no secret given" while static subscribers are checked.
-_NO_SECRET = "whsec_bm8tc2VjcmV0LWdpdmVu"
-
-
-def _subscribers(
-    reader: _Reader,
-    section: Mapping[str, _Value],
-    policy: RecipientPolicy,
-    secret: str | None,
-) -> dict[str, object]:
-    expected = (
-        "one or more URLs separated by spaces, or a JSON object or list in Thorn's "
-        'THORN_SUBSCRIBERS shapes, such as {"url": "https://example.com/e", '
-        '"content_type": "application/json"}'
-    )
-    result: dict[str, object] = {}
-    for pattern, value in section.items():
-        text = value.text.strip()
-        entry: object
-        if not text:
-            raise _fail(_SUBSCRIBERS, pattern, value, expected)
-        if text[0] in "{[":
-            try:
-                entry = json.loads(text)
-            except ValueError as error:
-                raise ConfigError(
-                    f"{value.source}: [{_SUBSCRIBERS}] {pattern} = {value.text!r}: not valid "
-                    f"JSON ({error}); expected {expected}",
-                    source=value.source,
-                    section=_SUBSCRIBERS,
-                    key=pattern,
-                ) from None
-        else:
-            urls = text.split()
-            entry = urls[0] if len(urls) == 1 else urls
-        try:
-            subscribers, _ = parse_subscribers({pattern: entry}, secret or _NO_SECRET)
-            for subscriber in subscribers:
-                policy.check_url(subscriber.url)
-        except (ValueError, TypeError, SecurityError) as error:
-            raise ConfigError(
-                f"{value.source}: [{_SUBSCRIBERS}] {pattern} = {value.text!r}: {error}",
-                source=value.source,
-                section=_SUBSCRIBERS,
-                key=pattern,
-            ) from None
-        if any(subscriber.secret == _NO_SECRET for subscriber in subscribers):
-            # A secret made up at start would differ between processes and restarts: no
-            # receiver could verify the signatures.
-            raise ConfigError(
-                f"{value.source}: [{_SUBSCRIBERS}] {pattern} has no hmac_secret of its own "
-                f"and [hooks] secret is empty: set [hooks] secret (for instance to the "
-                f"output of python -c 'from twisted_hooks.webhooks import generate_secret; "
-                f"print(generate_secret())'), or give the subscriber an hmac_secret",
-                source=value.source,
-                section=_SUBSCRIBERS,
-                key=pattern,
-            )
-        result[pattern] = entry
-    return result
-
-
-def _listener(reader: _Reader, section: str, path: str) -> ListenerSpec:
+def _listener(reader: Reader, section: str, path: str) -> ListenerSpec:
     values = reader.values[section]
     name = section[len(_LISTENER) :]
     use = values.get("use")
@@ -905,12 +528,12 @@ def _listener(reader: _Reader, section: str, path: str) -> ListenerSpec:
         )
     module = use.text.strip()
     if not all(part.isidentifier() for part in module.split(".")):
-        raise _fail(
+        raise fail(
             section, "use", use, "a dotted module name, such as twisted_hooks.listeners.log"
         )
-    phase = values.get("phase", _Value(_DEFAULT_PHASE, _DEFAULT_SOURCE))
+    phase = values.get("phase", Value(_DEFAULT_PHASE, DEFAULT_SOURCE))
     if not phase.text.strip():
-        raise _fail(section, "phase", phase, "a dispatcher phase: before, during or after")
+        raise fail(section, "phase", phase, "a dispatcher phase: before, during or after")
     match: dict[str, str] = {"kind": WEBHOOK}
     settings: dict[str, str] = {}
     for key, value in values.items():
@@ -926,7 +549,7 @@ def _listener(reader: _Reader, section: str, path: str) -> ListenerSpec:
             keyword = key[len(_MATCH) :]
             text = value.text.strip()
             if keyword == "kind" and text not in ("", *_KINDS):
-                raise _fail(section, key, value, "webhook, operational, or nothing for every kind")
+                raise fail(section, key, value, "webhook, operational, or nothing for every kind")
             if text:
                 match[keyword] = text
             else:
