@@ -5,8 +5,8 @@ subscriber in any log event, no "Starting factory"/"Stopping factory" lines for 
 connections (:class:`~twisted_hooks.webhooks.logs.QuietConnectionPool`), and exactly one
 line per recorded outcome.
 
-The unit tests run on a ``Clock`` with fakes (the ``FakeSender`` of the application's
-suite, ``StubTreq``, a ``MemoryReactorClock`` with a table resolver) and capture
+The unit tests run on a ``Clock`` with fakes (:class:`twisted_hooks.testing.FakeSender`,
+``StubTreq``, a ``MemoryReactorClock`` with a table resolver) and capture
 ``twisted.logger`` events with ``capturedLogs``. :class:`RealConnectionTests` delivers
 over real sockets on ``127.0.0.1``, where Twisted's connection factories would log.
 """
@@ -34,9 +34,10 @@ from twisted.web.resource import Resource
 from twisted.web.server import Request
 from zope.interface import implementer
 
-from tests.test_app import ERROR, GONE, OK, FakeSender
+from tests.test_app import ERROR, GONE, OK
 from tests.test_integration_webhooks import IntegrationTestCase, local_policy
 from tests.test_sender import make_delivery
+from twisted_hooks.testing import FakeSender, Outcome
 from twisted_hooks.webhooks.app import Hooks, OperationalEvent, Settings
 from twisted_hooks.webhooks.delivery import DEAD, DELIVERED, Attempt, ErrorKind
 from twisted_hooks.webhooks.events import SendOptions
@@ -251,6 +252,7 @@ class OutcomeLogTests(SynchronousTestCase):
         "delivered EVENT ID to ORIGIN/PATH in N ms", with the stable fields; no secret."""
         hooks = self.hooks()
         self.subscribe(hooks)
+        self.sender.queue(SECRET_URL, Outcome(duration=0.01))
         with capturedLogs() as events:
             delivery_id = self.send(hooks)
             self.assertEqual(
@@ -281,7 +283,7 @@ class OutcomeLogTests(SynchronousTestCase):
         reaches either."""
         hooks = self.hooks()
         self.subscribe(hooks)
-        self.sender.script[SECRET_URL] = [ERROR, ERROR]
+        self.sender.queue(SECRET_URL, ERROR, ERROR)
         with capturedLogs() as events:
             delivery_id = self.send(hooks)
         [failed] = about(events, delivery_id)
@@ -313,7 +315,7 @@ class OutcomeLogTests(SynchronousTestCase):
         subscriber, never the secrets."""
         hooks = self.hooks()
         self.subscribe(hooks)
-        self.sender.script[SECRET_URL] = [GONE]
+        self.sender.queue(SECRET_URL, GONE)
         with capturedLogs() as events:
             delivery_id = self.send(hooks)
         lines = about(events, delivery_id)
@@ -332,7 +334,7 @@ class OutcomeLogTests(SynchronousTestCase):
             disable_period=0.0,
         )
         subscriber = self.subscribe(hooks)
-        self.sender.script[SECRET_URL] = [ERROR, OK, ERROR, ERROR]
+        self.sender.queue(SECRET_URL, ERROR, OK, ERROR, ERROR)
         with capturedLogs() as events:
             self.send(hooks)  # fails: the circuit opens
             self.clock.advance(5)
@@ -354,7 +356,7 @@ class OutcomeLogTests(SynchronousTestCase):
         """A 410 from a subscriber given with the event (not stored) logs that there is
         nothing to deactivate, naming the URL by origin and path only."""
         hooks = self.hooks()
-        self.sender.script[SECRET_URL] = [GONE]
+        self.sender.queue(SECRET_URL, GONE)
         given = Subscriber(
             event="order.*",
             url=SECRET_URL,
@@ -375,7 +377,7 @@ class OutcomeLogTests(SynchronousTestCase):
         secret."""
         hooks = self.hooks()
         self.subscribe(hooks)
-        self.sender.script[SECRET_URL] = [ERROR]
+        self.sender.queue(SECRET_URL, ERROR)
 
         def broken(event: OperationalEvent) -> None:
             raise RuntimeError("broken handler")
