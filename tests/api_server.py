@@ -1,10 +1,10 @@
 """
 A helper script, not tests: serve the HTTP API on 127.0.0.1 (an ephemeral port) over a
 memory store, delivering through twisted_hooks.testing's FakeSender (every attempt answered
-200 at once), for the schemathesis test in ``tests/test_api.py``. As a local development
-service does, it lets subscribers reach ``127.0.0.0/8`` on any port (schemathesis feeds the
-API's own URLs back as subscription URLs), so that only what the OpenAPI document describes
-decides an answer.
+200 at once), for the schemathesis test in ``tests/integration/test_api.py``. As a local
+development service does, it lets subscribers reach ``127.0.0.0/8`` on any port
+(schemathesis feeds the API's own URLs back as subscription URLs), so that only what the
+OpenAPI document describes decides an answer.
 
 It prints one JSON line, ``{"port": PORT, "token": TOKEN}`` (an admin token), then serves
 until it is terminated.

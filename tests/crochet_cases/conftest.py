@@ -2,7 +2,7 @@
 The crochet cases share one process whose reactor runs in crochet's thread.
 
 This directory is not collected by the main test session (see ``tests/conftest.py``);
-``tests/test_sync.py`` runs it in a subprocess.
+``tests/integration/test_sync.py`` runs it in a subprocess.
 """
 
 from __future__ import annotations

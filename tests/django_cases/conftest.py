@@ -3,7 +3,7 @@ The Django cases share one process: Django configured with ``tests.django_projec
 once a webhook is sent in process, the reactor running in crochet's thread.
 
 This directory is not collected by the main test session (see ``tests/conftest.py``);
-``tests/test_django.py`` runs it in a subprocess.
+``tests/integration/test_django.py`` runs it in a subprocess.
 """
 
 from __future__ import annotations

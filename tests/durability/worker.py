@@ -1,6 +1,7 @@
 """
-A delivery worker for the durability tests (``tests/test_durability.py``): one process of
-the webhook engine on a durable store, run by the tests as a child process they can kill.
+A delivery worker for the durability tests (``tests/integration/test_durability.py``): one
+process of the webhook engine on a durable store, run by the tests as a child process they
+can kill.
 
 ::
 

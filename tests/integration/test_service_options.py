@@ -1,7 +1,7 @@
 """
 The options of ``twist hooks`` (:class:`twisted_hooks.service.tap.Options`) in process:
 the listen endpoint, the database chosen and shown, and the help of every option. The
-real ``twist hooks`` meets the same rules in tests/test_service_cli_e2e.py.
+real ``twist hooks`` meets the same rules in tests/integration/test_service_cli_e2e.py.
 """
 
 from __future__ import annotations

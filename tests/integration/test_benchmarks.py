@@ -16,7 +16,7 @@ from pathlib import Path
 import twisted
 import twisted_hooks
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 DISPATCH_CONFIGURATIONS = {
     "registered-1": (1, 1),

@@ -86,7 +86,7 @@ from twisted_hooks.webhooks.subscribers import (
     limit_range,
 )
 
-HERE = Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parents[1]
 BASE = "http://api.test"
 
 

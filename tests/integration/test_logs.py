@@ -34,9 +34,9 @@ from twisted.web.resource import Resource
 from twisted.web.server import Request
 from zope.interface import implementer
 
-from tests.test_app import ERROR, GONE, OK
-from tests.test_integration_webhooks import IntegrationTestCase, local_policy
-from tests.test_sender import make_delivery
+from tests.integration.test_integration_webhooks import IntegrationTestCase, local_policy
+from tests.unit.test_app import ERROR, GONE, OK
+from tests.unit.test_sender import make_delivery
 from twisted_hooks.testing import FakeSender, Outcome
 from twisted_hooks.webhooks.app import Hooks, OperationalEvent, Settings
 from twisted_hooks.webhooks.delivery import DEAD, DELIVERED, Attempt, ErrorKind

@@ -3,7 +3,7 @@ Unit tests for :class:`twisted_hooks.dispatcher.EventDispatcher`.
 
 Everything here is synchronous: Deferreds are fired by hand, time is a
 :class:`twisted.internet.task.Clock`, and results are read with ``successResultOf`` and
-``failureResultOf``. The real-reactor suite is ``tests/test_dispatcher_reactor.py``.
+``failureResultOf``. The real-reactor suite is ``tests/integration/test_dispatcher_reactor.py``.
 """
 
 from __future__ import annotations

@@ -35,7 +35,7 @@ from twisted.web.server import Request
 
 from twisted_hooks.webhooks import Hooks, HTTPSender, Settings, generate_secret
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 RECEIVING = ROOT / "doc" / "receiving"
 SECRET = generate_secret()
 

@@ -17,7 +17,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from twisted_hooks._extras import EXTRAS
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def without(names: tuple[str, ...], code: str) -> subprocess.CompletedProcess[str]:

@@ -40,7 +40,7 @@ from twisted_hooks.webhooks.validators import (
     ensure_protocol,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "doc" / "examples" / "twisted_hooks.ini"
 
 #: A file setting every key of the fixed sections to a value other than its default.

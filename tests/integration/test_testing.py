@@ -63,7 +63,7 @@ from twisted_hooks.webhooks.sender import HTTPSender, delivery_headers
 from twisted_hooks.webhooks.signing import SignatureError
 from twisted_hooks.webhooks.subscribers import Subscriber
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 URL = "https://example.com/hook"
 OTHER_URL = "https://other.example.com/hook"
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"

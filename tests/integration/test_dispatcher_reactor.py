@@ -1,7 +1,7 @@
 """
 Integration tests for :class:`twisted_hooks.dispatcher.EventDispatcher` on the real reactor:
 ``async def`` handlers awaiting real timers, fires overlapping in time, and ``stop()``
-draining them. The unit suite is ``tests/test_dispatcher.py``.
+draining them. The unit suite is ``tests/unit/test_dispatcher.py``.
 """
 
 from __future__ import annotations

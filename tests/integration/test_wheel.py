@@ -525,7 +525,7 @@ def test_documentation_builds_with_only_the_docs_extra(docs_venv: Venv, tmp_path
     with warnings as errors, its new pages and the data-flow picture are there, and the
     Django integration's API reference is complete: every public name of its modules has
     an entry."""
-    from tests.test_docs import API_MODULES, public_names
+    from tests.integration.test_docs import API_MODULES, public_names
 
     no_django = subprocess.run(
         [docs_venv.python, "-c", "import django"],

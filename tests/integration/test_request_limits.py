@@ -34,7 +34,7 @@ from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from tests._service import DEADLINE, Service
-from tests.test_api import FakeSender
+from tests.integration.test_api import FakeSender
 from twisted_hooks.interfaces import ITokenStore
 from twisted_hooks.service._limits import LINGER, LimitedChannel, LimitedRequest, LimitedSite
 from twisted_hooks.service.api import (

@@ -2,8 +2,8 @@
 ``twisted-hooks receive`` in process: the receiver resource
 (:mod:`twisted_hooks.service._receive`) driven through ``treq.testing.StubTreq`` with a
 ``Clock``. Standard Webhooks ``v1a`` (Ed25519) verification itself is tested with the
-other verifications in tests/test_signing.py; the real command, receiving from the real
-service, in tests/test_service_cli_e2e.py.
+other verifications in tests/unit/test_signing.py; the real command, receiving from the real
+service, in tests/integration/test_service_cli_e2e.py.
 """
 
 from __future__ import annotations

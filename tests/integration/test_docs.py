@@ -1,7 +1,7 @@
 """
 The documentation's examples run: the guides' doctests (Sphinx's doctest builder) and the
 news fragments the changelog shows. The programs of ``doc/examples/`` run against the
-installed wheel, in tests/test_wheel.py.
+installed wheel, in tests/integration/test_wheel.py.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "doc"
 
 

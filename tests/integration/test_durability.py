@@ -63,7 +63,7 @@ from twisted_hooks.webhooks.validators import (
     ensure_protocol,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 WORKER = ROOT / "tests" / "durability" / "worker.py"
 
 #: The DSN of the PostgreSQL server to test against, if any.
