@@ -133,6 +133,9 @@ class SlowReceiver(Resource):
         self._waiting: list[tuple[int, Deferred[None]]] = []
 
     def render_POST(self, request: Request) -> bytes | int:
+        # The delay is this request's from its arrival: a waiter woken below may change
+        # self.delay for the requests that come after it, not for this one.
+        delay = self.delay
         peer: Any = request.getClientAddress()
         self.arrivals.append(
             Arrival(
@@ -145,10 +148,10 @@ class SlowReceiver(Resource):
         for waiting in [w for w in self._waiting if w[0] <= len(self.arrivals)]:
             self._waiting.remove(waiting)
             waiting[1].callback(None)
-        if not self.delay:
+        if not delay:
             request.setResponseCode(self.code)
             return b"ok"
-        answer = deferLater(reactor(), self.delay, self._answer, request)
+        answer = deferLater(reactor(), delay, self._answer, request)
         answer.addErrback(lambda failure: failure.trap(CancelledError))
         request.notifyFinish().addErrback(lambda _: answer.cancel())
         return NOT_DONE_YET
