@@ -33,7 +33,7 @@ from twisted.web.resource import Resource
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
-from tests._service import DEADLINE, Service
+from tests._service import DEADLINE, Receiver, Service, run_failing, wait_for
 from tests.integration.test_api import FakeSender
 from twisted_hooks.interfaces import ITokenStore
 from twisted_hooks.service._limits import LINGER, LimitedChannel, LimitedRequest, LimitedSite
@@ -44,6 +44,7 @@ from twisted_hooks.service.api import (
     openapi_document,
     routes,
 )
+from twisted_hooks.service.config import ServiceConfig
 from twisted_hooks.service.tokens import create_token
 from twisted_hooks.store import MemoryStore, Token
 from twisted_hooks.webhooks.app import Hooks, Settings
@@ -497,6 +498,28 @@ class ListenerTestCase(SynchronousTestCase):
             LimitedSite(Resource(), self.tokens, 10, linger=-1)
         self.assertIn("linger", str(raised.exception))
 
+    def test_same_rule_as_the_configuration(self) -> None:
+        """max_request_body is refused by the rule of ServiceConfig's field, with the same
+        message (below 1, above 64 MiB, not a whole number); linger by its own field's
+        rule (not negative, at most an hour, a number)."""
+        for value in (0, 64 * 1024 * 1024 + 1, 10.5, True):
+            with self.assertRaises(ValueError) as by_config:
+                ServiceConfig(max_request_body=value)  # type: ignore[arg-type]
+            with self.assertRaises(ValueError) as by_site:
+                LimitedSite(Resource(), self.tokens, value)  # type: ignore[arg-type]
+            self.assertEqual(str(by_site.exception), str(by_config.exception))
+            self.assertIn("max_request_body must be", str(by_site.exception))
+        for linger, words in [
+            (-1, "linger must be finite and not negative, got -1"),
+            (3601.0, "linger must be at most 3600 seconds, got 3601.0"),
+            ("2", "linger must be a number of seconds, got '2'"),
+        ]:
+            with self.assertRaises(ValueError) as raised:
+                LimitedSite(Resource(), self.tokens, 10, linger=linger)  # type: ignore[arg-type]
+            self.assertEqual(str(raised.exception), words)
+        site = LimitedSite(Resource(), self.tokens, 64 * 1024 * 1024, linger=0)
+        self.assertEqual((site.max_request_body, site.linger), (64 * 1024 * 1024, 0))
+
     def test_the_fake_token_store_provides_the_interface(self) -> None:
         """The test's token store provides ITokenStore."""
         verifyObject(ITokenStore, self.tokens)
@@ -795,3 +818,60 @@ def test_large_uploads_leave_memory_and_disk_flat(
     assert status == 202
     assert "Unhandled" not in service.log()
     assert "Traceback" not in service.log()
+
+
+def test_service_takes_the_ends_of_the_configured_ranges(tmp_path: Path) -> None:
+    """
+    The real service starts with the largest values its configuration file allows for
+    the settings its sender, scheduler, endpoint gate and listener check again (each by
+    the rule of the same field), and delivers: no part refuses a value the configuration
+    accepted. A value past one of those ends is refused at start, naming the key.
+    """
+    edges = """\
+[hooks]
+timeout = 3600
+lease = 86400
+poll_interval = 0.2
+max_concurrency = 100000
+max_per_host = 10000
+max_response_body = 67108864
+max_request_body = 67108864
+shutdown_timeout = 1
+
+[retry]
+schedule = 1
+jitter = 0
+
+[validators]
+ports =
+allowed_networks = 127.0.0.0/8
+"""
+    receiver = Receiver()
+    service = Service(tmp_path, config=edges)
+    try:
+        service.start()
+        token = service.token("alice")
+        status, _, hook = service.request(
+            "POST", "/hooks/", token, {"event": "edge.*", "url": receiver.url}
+        )
+        assert status == 201, hook
+        status, _, published = service.request(
+            "POST", "/events/", token, {"event": "edge.reached", "data": {"n": 1}}
+        )
+        assert (status, published["deliveries"]) == (202, 1), published
+        wait_for(lambda: receiver.bodies(), "the delivery")
+        assert receiver.bodies() == [{"n": 1}]
+    finally:
+        service.kill()
+        receiver.close()
+
+    past = tmp_path / "past"
+    past.mkdir()
+    config = past / "hooks.ini"
+    config.write_text(edges.replace("max_per_host = 10000", "max_per_host = 10001"))
+    result = run_failing(
+        ["--database", f"sqlite:{past / 'hooks.sqlite3'}", "--config", str(config)]
+    )
+    assert result.returncode != 0
+    assert "max_per_host" in result.stdout + result.stderr
+    assert "10001" in result.stdout + result.stderr

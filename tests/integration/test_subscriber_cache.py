@@ -19,6 +19,7 @@ connection pool.
 from __future__ import annotations
 
 import datetime
+import functools
 import json
 import os
 import shutil
@@ -327,6 +328,37 @@ class SubscriberCacheTests(SynchronousTestCase):
                 SubscriberCache(self.table.load_all, self.table.load_some, self.clock, bad)
             self.assertIn("refresh_interval", str(caught.exception))
             self.assertIn(repr(bad), str(caught.exception))
+
+    def test_refresh_interval_same_rule_everywhere(self) -> None:
+        """The cache, the SQLite store and the PostgreSQL store refuse a refresh_interval
+        by one rule, with one message, before opening anything: not positive, not a
+        number, not finite."""
+        directory = Path(tempfile.mkdtemp())
+        self.addCleanup(shutil.rmtree, directory)
+        cases: list[tuple[Any, str]] = [
+            (0, "refresh_interval must be positive, got 0"),
+            (-1.0, "refresh_interval must be positive, got -1.0"),
+            (float("inf"), "refresh_interval must be positive, got inf"),
+            ("5", "refresh_interval must be a number of seconds, got '5'"),
+        ]
+        for bad, words in cases:
+            made: list[Callable[[], object]] = [
+                functools.partial(
+                    SubscriberCache, self.table.load_all, self.table.load_some, self.clock, bad
+                ),
+                functools.partial(SQLiteStore, directory / "hooks.sqlite3", self.clock, bad),
+                functools.partial(
+                    PostgresStore,
+                    "postgresql://nobody@127.0.0.1:9/none",
+                    self.clock,
+                    refresh_interval=bad,
+                ),
+            ]
+            for make in made:
+                with self.assertRaises(ValueError) as caught:
+                    make()
+                self.assertEqual(str(caught.exception), words)
+        self.assertEqual(list(directory.iterdir()), [])
 
 
 # -- rows by column name ---------------------------------------------------------------------

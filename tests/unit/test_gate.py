@@ -19,6 +19,7 @@ from twisted_hooks.interfaces import IEndpointGate
 from twisted_hooks.testing import make_delivery
 from twisted_hooks.webhooks import EndpointGate, Subscriber
 from twisted_hooks.webhooks._gate import Slot
+from twisted_hooks.webhooks._settings import Settings
 from twisted_hooks.webhooks.delivery import Attempt, Delivery, ErrorKind
 from twisted_hooks.webhooks.health import EndpointHealthTracker
 from twisted_hooks.webhooks.scheduler import HoldBack
@@ -57,6 +58,27 @@ class GateTests(SynchronousTestCase):
         with self.assertRaises(ValueError) as raised:
             EndpointGate(self.clock, self.health, max_per_host=0)
         self.assertIn("max_per_host must be at least 1, got 0", str(raised.exception))
+
+    def test_same_rules_as_settings(self) -> None:
+        """max_per_host, lease, timeout and busy_retry are refused by the rules of the
+        Settings fields of the same names, with the same messages."""
+        cases: list[tuple[str, object]] = [
+            ("max_per_host", 10_001),
+            ("max_per_host", 1.5),
+            ("lease", 0),
+            ("lease", 86_401.0),
+            ("timeout", 0),
+            ("timeout", 3601.0),
+            ("busy_retry", 0),
+            ("busy_retry", float("inf")),
+        ]
+        for name, value in cases:
+            with self.assertRaises(ValueError) as by_settings:
+                Settings(**{name: value})  # type: ignore[arg-type]
+            with self.assertRaises(ValueError) as by_gate:
+                EndpointGate(self.clock, self.health, **{name: value})  # type: ignore[arg-type]
+            self.assertEqual(str(by_gate.exception), str(by_settings.exception))
+            self.assertIn(f"{name} must be", str(by_gate.exception))
 
     def test_free_slot_is_given_at_once(self) -> None:
         """Under the host's cap, admit answers a Slot at once, no Deferred, counting the

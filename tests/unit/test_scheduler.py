@@ -168,6 +168,49 @@ class ConstructionTests(SchedulerTestCase):
                 self.scheduler(start=False, **kwargs)
             self.assertIn(word, str(caught.exception))
 
+    def test_same_rules_as_settings(self) -> None:
+        """Each argument is refused by the rule of the Settings field it takes, with the
+        same message (``max_in_flight`` is Settings' ``max_concurrency``): a value
+        Settings refuses, the scheduler refuses alike, above and below the range."""
+        cases: list[tuple[str, str, object]] = [
+            ("max_in_flight", "max_concurrency", 0),
+            ("max_in_flight", "max_concurrency", 100_001),
+            ("max_in_flight", "max_concurrency", 2.5),
+            ("lease", "lease", 0),
+            ("lease", "lease", 86_401.0),
+            ("lease", "lease", float("nan")),
+            ("batch", "batch", 0),
+            ("batch", "batch", True),
+            ("record_delay", "record_delay", -0.1),
+            ("poll_interval", "poll_interval", 0.001),
+            ("poll_interval", "poll_interval", 3601.0),
+            ("poll_interval", "poll_interval", "1"),
+        ]
+        for argument, setting, value in cases:
+            with self.assertRaises(ValueError) as by_settings:
+                Settings(**{setting: value})  # type: ignore[arg-type]
+            with self.assertRaises(ValueError) as by_scheduler:
+                self.scheduler(start=False, **{argument: value})
+            self.assertEqual(
+                str(by_scheduler.exception),
+                str(by_settings.exception).replace(setting, argument, 1),
+            )
+            self.assertIn(f"{argument} must be", str(by_scheduler.exception))
+
+    def test_settings_range_is_accepted(self) -> None:
+        """The ends of the Settings ranges are accepted by the scheduler too, and
+        ``poll_interval=None`` still means no polling."""
+        scheduler = self.scheduler(
+            start=False,
+            max_in_flight=100_000,
+            lease=86_400.0,
+            batch=1,
+            record_delay=0,
+            poll_interval=3600.0,
+        )
+        self.assertEqual((scheduler.max_in_flight, scheduler.lease), (100_000, 86_400.0))
+        self.assertIsNone(self.scheduler(start=False, poll_interval=None).poll_interval)
+
 
 class ClaimingTests(SchedulerTestCase):
     """What makes the scheduler claim."""

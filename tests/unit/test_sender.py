@@ -44,6 +44,7 @@ from zope.interface.verify import verifyObject
 
 from twisted_hooks._version import __version__
 from twisted_hooks.interfaces import IWebhookSender
+from twisted_hooks.webhooks._settings import Settings
 from twisted_hooks.webhooks.delivery import Attempt, Delivery, ErrorKind
 from twisted_hooks.webhooks.encoding import FORM
 from twisted_hooks.webhooks.safe_agent import RecipientLookupError
@@ -292,6 +293,26 @@ class HTTPSenderInterfaceTests(SynchronousTestCase):
         with self.assertRaises(ValueError) as raised:
             HTTPSender(clock, max_response_body=-1)  # type: ignore[arg-type]
         self.assertIn("max_response_body", str(raised.exception))
+
+    def test_same_rules_as_settings(self) -> None:
+        """max_concurrency, max_per_host and max_response_body are refused by the rules
+        of the Settings fields of the same names, with the same messages (a body cap of
+        0 is refused, as Settings refuses it)."""
+        clock = Clock()
+        cases: list[tuple[str, object]] = [
+            ("max_concurrency", 100_001),
+            ("max_per_host", 10_001),
+            ("max_per_host", "16"),
+            ("max_response_body", 0),
+            ("max_response_body", 64 * 1024 * 1024 + 1),
+        ]
+        for name, value in cases:
+            with self.assertRaises(ValueError) as by_settings:
+                Settings(**{name: value})  # type: ignore[arg-type]
+            with self.assertRaises(ValueError) as by_sender:
+                HTTPSender(clock, **{name: value})  # type: ignore[arg-type]
+            self.assertEqual(str(by_sender.exception), str(by_settings.exception))
+            self.assertIn(f"{name} must be", str(by_sender.exception))
 
     def test_close_without_connections(self) -> None:
         """close() fires at once when no pool was ever made."""

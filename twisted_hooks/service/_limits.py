@@ -33,6 +33,7 @@ from collections.abc import Callable
 from io import BytesIO
 from typing import Any, cast
 
+import attrs
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
@@ -41,9 +42,11 @@ from twisted.web.http import RESPONSES, HTTPChannel, datetimeToString
 from twisted.web.resource import IResource
 from twisted.web.server import Request, Site
 
+from twisted_hooks._fields import check_field, field
 from twisted_hooks.interfaces import ITokenStore
 from twisted_hooks.service._access import authenticate, needs_token
 from twisted_hooks.service._errors import APIError, too_large
+from twisted_hooks.service.config import ServiceConfig
 from twisted_hooks.store.tokens import Token
 
 __all__ = ["LINGER", "LimitedChannel", "LimitedRequest", "LimitedSite"]
@@ -52,6 +55,20 @@ _log = Logger(namespace="twisted_hooks.service.api")
 
 #: Seconds a refused connection is kept open, reading and discarding, before it is dropped.
 LINGER = 2.0
+
+
+@attrs.frozen
+class _SiteRules:
+    """The rules of :class:`LimitedSite`'s arguments that no settings class holds."""
+
+    linger: float = field(
+        LINGER,
+        minimum=0.0,
+        maximum=3600.0,
+        unit="seconds",
+        help="seconds a refused connection is read from before it is dropped",
+    )
+
 
 _INTERNAL = APIError(500, "internal", "an internal error; it was logged")
 
@@ -71,6 +88,9 @@ class LimitedSite(Site):
         :func:`twisted_hooks.service.api.needs_token` by default.
     :param linger: seconds a refused connection is read from, and the bytes thrown away,
         before it is dropped.
+    :raise ValueError: for a ``max_request_body`` outside the range of
+        :class:`~twisted_hooks.service.config.ServiceConfig`'s field (from 1 byte to
+        64 MiB), or a ``linger`` outside 0 to 3600 seconds.
     """
 
     def __init__(
@@ -83,10 +103,8 @@ class LimitedSite(Site):
         needs_token: Callable[[bytes], bool] = needs_token,
         linger: float = LINGER,
     ) -> None:
-        if isinstance(max_request_body, bool) or max_request_body < 1:
-            raise ValueError(f"max_request_body must be at least 1, got {max_request_body!r}")
-        if linger < 0:
-            raise ValueError(f"linger must be at least 0 seconds, got {linger!r}")
+        check_field(ServiceConfig, "max_request_body", max_request_body)
+        check_field(_SiteRules, "linger", linger)
         super().__init__(resource, requestFactory=LimitedRequest, reactor=reactor)  # type: ignore[no-untyped-call]
         self.tokens = tokens
         self.max_request_body = max_request_body

@@ -28,12 +28,14 @@ from __future__ import annotations
 import builtins
 from collections.abc import Callable, Iterable, Sequence
 
+import attrs
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 
+from twisted_hooks._fields import check_field, field
 from twisted_hooks.webhooks.subscribers import MemorySubscriberStore, Subscriber
 
 __all__ = ["SubscriberCache", "check_refresh_interval"]
@@ -46,13 +48,25 @@ _RETRY_FIRST = 1.0
 _RETRY_MAX = 30.0
 
 
+@attrs.frozen
+class _CacheRules:
+    """The rule of ``refresh_interval``, which no settings class holds."""
+
+    refresh_interval: float | None = field(
+        None,
+        above=0.0,
+        optional=True,
+        unit="seconds",
+        help="seconds between two refreshes of the subscriber cache",
+    )
+
+
 def check_refresh_interval(refresh_interval: float | None) -> None:
     """Refuse a ``refresh_interval`` that is neither ``None`` nor positive seconds.
 
     :raise ValueError: naming the value given.
     """
-    if refresh_interval is not None and not refresh_interval > 0:
-        raise ValueError(f"refresh_interval must be positive seconds, got {refresh_interval!r}")
+    check_field(_CacheRules, "refresh_interval", refresh_interval)
 
 
 class SubscriberCache:

@@ -27,7 +27,9 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from zope.interface import implementer
 
+from twisted_hooks._fields import check_field
 from twisted_hooks.interfaces import IEndpointGate
+from twisted_hooks.webhooks._settings import Settings
 from twisted_hooks.webhooks.delivery import Delivery
 from twisted_hooks.webhooks.health import EndpointHealthTracker
 from twisted_hooks.webhooks.scheduler import HoldBack
@@ -79,6 +81,9 @@ class EndpointGate:
         margin kept between a waiting delivery's start and its lease's end.
     :param busy_retry: seconds after which a delivery that could not get its host's slot
         in time is due again.
+    :raise ValueError: for an argument outside the range of the
+        :class:`~twisted_hooks.webhooks.Settings` field of the same name, with the
+        message ``Settings`` gives.
     """
 
     def __init__(
@@ -91,8 +96,13 @@ class EndpointGate:
         timeout: float = 10.0,
         busy_retry: float = 1.0,
     ) -> None:
-        if max_per_host < 1:
-            raise ValueError(f"max_per_host must be at least 1, got {max_per_host!r}")
+        for name, value in [
+            ("max_per_host", max_per_host),
+            ("lease", lease),
+            ("timeout", timeout),
+            ("busy_retry", busy_retry),
+        ]:
+            check_field(Settings, name, value)
         self._reactor = reactor
         self.health = health
         self.max_per_host = max_per_host

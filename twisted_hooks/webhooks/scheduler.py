@@ -35,7 +35,9 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from twisted_hooks._deferreds import NOT_YET, fired_value
+from twisted_hooks._fields import check_field
 from twisted_hooks.interfaces import IDeliveryStore
+from twisted_hooks.webhooks._settings import Settings
 from twisted_hooks.webhooks.delivery import (
     Attempt,
     Delivery,
@@ -101,6 +103,10 @@ class Scheduler(Service):
     :param poll_interval: seconds between claims when nothing woke the scheduler (for
         stores other processes also write to); ``None`` relies on wake-ups and due times.
     :param rng: the source of retry jitter.
+    :raise ValueError: for an argument outside the range of the
+        :class:`~twisted_hooks.webhooks.Settings` field it takes (``max_in_flight`` is
+        ``max_concurrency``; the others have the same names), with the message
+        ``Settings`` gives.
 
     While attempts are under way, freed slots are refilled in batches (once a quarter of
     the slots, or ``batch``, whichever is less, are free), so that a store shared over a
@@ -121,12 +127,11 @@ class Scheduler(Service):
         poll_interval: float | None = None,
         rng: random.Random | None = None,
     ) -> None:
-        if max_in_flight < 1 or batch < 1:
-            raise ValueError("max_in_flight and batch must be at least 1")
-        if lease <= 0:
-            raise ValueError("lease must be positive")
-        if record_delay < 0:
-            raise ValueError("record_delay must not be negative")
+        check_field(Settings, "max_concurrency", max_in_flight, name="max_in_flight")
+        check_field(Settings, "lease", lease)
+        check_field(Settings, "batch", batch)
+        check_field(Settings, "record_delay", record_delay)
+        check_field(Settings, "poll_interval", poll_interval)
         self.store = store
         self._attempt = attempt
         self._reactor = reactor

@@ -57,8 +57,10 @@ from twisted.web.iweb import IAgent, IBodyProducer, IPolicyForHTTPS, IResponse
 from zope.interface import implementer
 
 import twisted
+from twisted_hooks._fields import check_field
 from twisted_hooks._version import __version__
 from twisted_hooks.interfaces import IPolicySender
+from twisted_hooks.webhooks._settings import Settings
 from twisted_hooks.webhooks.delivery import Attempt, Delivery, ErrorKind
 from twisted_hooks.webhooks.logs import QuietConnectionPool, loggable_url
 from twisted_hooks.webhooks.retry import parse_retry_after
@@ -386,6 +388,10 @@ class HTTPSender:
     :param client: an HTTP client with treq's ``post`` (a :class:`treq.client.HTTPClient`
         or :class:`treq.testing.StubTreq`) to use instead of the sender's own; tests pass
         a ``StubTreq``. The recipient policy is then the client's business.
+    :raise ValueError: for ``max_concurrency``, ``max_per_host`` or
+        ``max_response_body`` outside the range of the
+        :class:`~twisted_hooks.webhooks.Settings` field of the same name, with the
+        message ``Settings`` gives.
     """
 
     def __init__(
@@ -401,10 +407,12 @@ class HTTPSender:
         user_agent: str = USER_AGENT,
         client: Any = None,
     ) -> None:
-        if max_concurrency < 1 or max_per_host < 1:
-            raise ValueError("max_concurrency and max_per_host must be at least 1")
-        if max_response_body < 0:
-            raise ValueError("max_response_body must not be negative")
+        for name, value in [
+            ("max_concurrency", max_concurrency),
+            ("max_per_host", max_per_host),
+            ("max_response_body", max_response_body),
+        ]:
+            check_field(Settings, name, value)
         self._reactor = reactor
         self._clock: IReactorTime = reactor  # type: ignore[assignment]
         self.policy = policy if policy is not None else RecipientPolicy()
