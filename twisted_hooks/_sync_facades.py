@@ -33,11 +33,12 @@ if TYPE_CHECKING:
 
     from twisted_hooks.webhooks.app import Hooks, Settings
     from twisted_hooks.webhooks.buffer import BufferState, EventBuffer
-    from twisted_hooks.webhooks.events import SendOptions, SendResult
+    from twisted_hooks.webhooks.events import SendOptions, SendResult, WebhookEvent
     from twisted_hooks.webhooks.subscribers import Subscriber
 
-    #: A send held by :meth:`BlockingHooks.buffer_events`: name, data, sender, id, options.
-    _Held: TypeAlias = tuple[str, object, object, str | None, SendOptions | None]
+    #: A send held by :meth:`BlockingHooks.buffer_events`: the event, built (validated and
+    #: encoded) when it was sent.
+    _Held: TypeAlias = WebhookEvent
 
 __all__ = [
     "DEFAULT_TIMEOUT",
@@ -475,14 +476,12 @@ class BlockingHooks(_Facade):
         :raise twisted_hooks.webhooks.app.HooksNotRunning: when the application is not
             started.
         """
-        from twisted_hooks.webhooks.encoding import JSON, encode_body
-        from twisted_hooks.webhooks.patterns import validate_event_name
-
         state = self._buffer_state()
         if state.depth:
-            validate_event_name(name)
-            encode_body(data, JSON)
-            state.hold((name, data, sender, event_id, options))
+            # Built (validated, encoded) here and now; the flush publishes it as it is.
+            state.hold(
+                self._hooks.build_event(name, data, sender, event_id=event_id, options=options)
+            )
             return None
         return self._call(  # type: ignore[no-any-return]
             "BlockingHooks.send()",
@@ -522,10 +521,7 @@ class BlockingHooks(_Facade):
 
         async def publish() -> list[SendResult | BaseException]:
             results: list[SendResult | BaseException] = []
-            sends = [
-                hooks.send(name, data, sender, event_id=event_id, options=options)
-                for name, data, sender, event_id, options in items
-            ]
+            sends = [hooks.send_event(event) for event in items]
             for send in sends:
                 try:
                     results.append(await send)

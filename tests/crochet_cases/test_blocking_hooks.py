@@ -132,6 +132,42 @@ def test_buffer_flush_returns_results_and_is_per_thread(
     assert len(site.requests) == 2
 
 
+def test_each_send_is_encoded_once_buffered_or_not(
+    hooks: BlockingHooks, receiver: tuple[Receiver, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """
+    A blocking send, held in a buffer or not, is validated and encoded once: the event is
+    built when it is sent and the flush publishes it as built (Hooks.send_event); the
+    receiver gets the bytes of that one encoding.
+    """
+    from twisted_hooks.webhooks import _publisher, encoding
+
+    site, url = receiver
+    hooks.subscribe("article.*", url)
+    encoded: list[tuple[object, bytes]] = []
+    real = encoding.encode_body
+    lock = threading.Lock()
+
+    def counting(data: object, content_type: str) -> bytes:
+        body = real(data, content_type)
+        with lock:
+            encoded.append((data, body))
+        return body
+
+    # Every name the engine encodes a send's data through.
+    monkeypatch.setattr(encoding, "encode_body", counting)
+    monkeypatch.setattr(_publisher, "encode_body", counting)
+    held = {"name": "held"}
+    direct = {"name": "direct"}
+    with hooks.buffer_events():
+        assert hooks.send("article.created", held) is None
+        assert [data for data, _ in encoded] == [held]
+    hooks.send("article.created", direct)
+    hooks.drain()
+    assert [data for data, _ in encoded] == [held, direct]
+    assert sorted(body for _, body in site.requests) == sorted(body for _, body in encoded)
+
+
 def test_unencodable_data_raises_at_once_even_when_buffered(hooks: BlockingHooks) -> None:
     """Data that cannot be encoded raises EncodingError at the send, buffered or not."""
     with pytest.raises(EncodingError, match="not JSON serializable"):

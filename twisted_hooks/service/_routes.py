@@ -273,7 +273,7 @@ class HooksAPI:
         if canonical is None:
             raise not_found("hook", hook_id)
         try:
-            subscriber = await self._hooks.subscribers.get(canonical)
+            subscriber = await self._hooks.get_subscriber(canonical)
         except SubscriberNotFound:
             raise not_found("hook", hook_id) from None
         if not auth.sees(subscriber.owner):
@@ -285,7 +285,7 @@ class HooksAPI:
         if canonical is None:
             raise not_found("delivery", delivery_id)
         try:
-            delivery = await self._hooks.deliveries.get(canonical)
+            delivery = await self._hooks.get_delivery(canonical)
         except KeyError:
             raise not_found("delivery", delivery_id) from None
         if not auth.sees(delivery.subscriber.owner):
@@ -353,7 +353,7 @@ class HooksAPI:
         """``GET /hooks/``: the caller's subscriptions (every one for admin)."""
         auth = await self._authenticate(request, "subscribe")
         owner = None if auth.admin else auth.token.owner
-        found = await self._hooks.subscribers.list(owner)
+        found = await self._hooks.list_subscribers(owner)
         visible = sorted(found, key=lambda s: (s.created_at, s.id))
         return self._respond(request, 200, [self._hook_json(request, s) for s in visible])
 
@@ -400,19 +400,12 @@ class HooksAPI:
         fields = subscriber_fields(body)
         if "url" in fields:
             self._check_recipient(fields["url"])
-        reactivate = fields.pop("active", None) is True and not subscriber.active
-        deactivate = body.get("active") is False and subscriber.active
         try:
-            changed = attrs.evolve(subscriber, **fields)
+            updated = self._hooks.update_subscriber(subscriber, **fields)
         except (ValueError, TypeError) as error:
             raise APIError(400, "invalid", str(error)) from None
         try:
-            if fields:
-                subscriber = await self._hooks.subscribers.update(changed)
-            if reactivate:
-                subscriber = await self._hooks.reactivate(subscriber.id)
-            elif deactivate:
-                subscriber = await self._hooks.subscribers.deactivate(subscriber.id)
+            subscriber = await updated
         except SubscriberNotFound:
             raise not_found("hook", hook_id) from None
         return self._respond(request, 200, self._hook_json(request, subscriber))
@@ -483,8 +476,8 @@ class HooksAPI:
         if hook is not None and not auth.admin:
             await self._own_hook(auth, hook)
         elif hook is None and not auth.admin:
-            among = [s.id for s in await self._hooks.subscribers.list(auth.token.owner)]
-        found = await self._hooks.deliveries.list(
+            among = [s.id for s in await self._hooks.list_subscribers(auth.token.owner)]
+        found = await self._hooks.list_deliveries(
             asked["status"],
             hook,
             limit,
@@ -507,7 +500,7 @@ class HooksAPI:
         """``GET /deliveries/{id}/``: one delivery with its attempts."""
         auth = await self._authenticate(request, "subscribe")
         delivery = await self._own_delivery(auth, delivery_id)
-        attempts = await self._hooks.deliveries.attempts(delivery.id)
+        attempts = await self._hooks.delivery_attempts(delivery.id)
         data = self._delivery_json(request, delivery)
         data["attempts"] = [_attempt_json(a) for a in attempts]
         return self._respond(request, 200, data)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import datetime
 import functools
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import attrs
@@ -286,6 +286,34 @@ class DeliveryService(MultiService):
                 self._observers.remove(observer)
 
         return stop
+
+    # -- the delivery log --------------------------------------------------------------------
+
+    def get_delivery(self, delivery_id: str) -> Deferred[Delivery]:
+        """One delivery with its current state; see
+        :meth:`twisted_hooks.webhooks.Hooks.get_delivery`."""
+        return self.deliveries.get(delivery_id)
+
+    def list_deliveries(
+        self,
+        status: str | None = None,
+        subscriber_id: str | None = None,
+        limit: int = 100,
+        since: float | None = None,
+        *,
+        subscriber_ids: Iterable[str] | None = None,
+        after: tuple[float, str] | None = None,
+    ) -> Deferred[Sequence[Delivery]]:
+        """A page of the delivery log, newest first; see
+        :meth:`twisted_hooks.webhooks.Hooks.list_deliveries`."""
+        return self.deliveries.list(
+            status, subscriber_id, limit, since, subscriber_ids=subscriber_ids, after=after
+        )
+
+    def delivery_attempts(self, delivery_id: str) -> Deferred[Sequence[Attempt]]:
+        """The attempts of one delivery, oldest first; see
+        :meth:`twisted_hooks.webhooks.Hooks.delivery_attempts`."""
+        return self.deliveries.attempts(delivery_id)
 
     # -- one attempt -------------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import attrs
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredList, fail, succeed
 from twisted.internet.interfaces import IReactorTime
@@ -142,11 +143,33 @@ class Publisher(Service):
         options: SendOptions | None = None,
     ) -> Deferred[SendResult]:
         """
-        Publish an event; see :meth:`twisted_hooks.webhooks.Hooks.send`.
+        Publish an event; see :meth:`twisted_hooks.webhooks.Hooks.send`. The same as
+        ``publish(build(name, data, sender, event_id=event_id, options=options))``.
 
         :raise ValueError: at once, for an invalid name, backend or per-send timeout.
         :raise twisted_hooks.webhooks.encoding.EncodingError: at once, for data that cannot
             be encoded as JSON.
+        """
+        return self.publish(self.build(name, data, sender, event_id=event_id, options=options))
+
+    def build(
+        self,
+        name: str,
+        data: object,
+        sender: object = None,
+        *,
+        event_id: str | None = None,
+        options: SendOptions | None = None,
+    ) -> WebhookEvent:
+        """
+        Validate a send and encode its data as JSON, once: the :class:`WebhookEvent`
+        :meth:`publish` takes. Nothing is published. It reads only the settings and the
+        clock, so a thread other than the reactor's may call it (the blocking facade
+        builds the sends it buffers in the caller's thread).
+
+        :raise ValueError: for an invalid name, backend or per-send timeout.
+        :raise twisted_hooks.webhooks.encoding.EncodingError: for data that cannot be
+            encoded as JSON.
         """
         validate_event_name(name)
         settings = self.settings
@@ -162,7 +185,7 @@ class Publisher(Service):
                     f"timeout {options.timeout:g} s must be positive and shorter than the "
                     f"lease ({settings.lease:g} s); raise Settings.lease for longer attempts"
                 )
-        event = WebhookEvent(
+        return WebhookEvent(
             name=name,
             data=data,
             sender=sender,
@@ -173,6 +196,16 @@ class Publisher(Service):
             # Encoded now: data that cannot be sent at all fails the send at once.
             body=encode_body(data, JSON),
         )
+
+    def publish(self, event: WebhookEvent) -> Deferred[SendResult]:
+        """
+        Publish an event made by :meth:`build`, without validating or encoding it again:
+        fire it on the dispatcher (or hold it, inside :meth:`buffer_events`).
+
+        :return: a Deferred firing a :class:`SendResult` once the deliveries are
+            accepted; it fails with :class:`HooksNotRunning` while the publisher is
+            stopped.
+        """
         if self._buffer.depth:
             waiter: Deferred[SendResult] = Deferred()
             self._buffer.hold((event, waiter))
@@ -228,6 +261,41 @@ class Publisher(Service):
         return DeferredList(results, consumeErrors=True).addCallback(
             lambda pairs: [value for _, value in pairs]
         )
+
+    # -- subscriptions -----------------------------------------------------------------------
+
+    def get_subscriber(self, subscriber_id: str) -> Deferred[Subscriber]:
+        """A stored subscriber; see :meth:`twisted_hooks.webhooks.Hooks.get_subscriber`."""
+        return self.subscribers.get(subscriber_id)
+
+    def list_subscribers(self, owner: str | None = None) -> Deferred[Sequence[Subscriber]]:
+        """The stored subscribers, or an owner's; see
+        :meth:`twisted_hooks.webhooks.Hooks.list_subscribers`."""
+        return self.subscribers.list(owner)
+
+    def update_subscriber(self, subscriber: Subscriber, **changes: Any) -> Deferred[Subscriber]:
+        """
+        Store ``subscriber`` with ``changes`` (:class:`Subscriber` fields other than
+        ``id`` and ``active``), checked by the field rules and, for a new URL, by the
+        recipient policy, as a new subscriber is.
+
+        :raise ValueError: at once, for an invalid field or a change of ``id``.
+        :raise TypeError: at once, for an unknown field.
+        :raise twisted_hooks.webhooks.validators.SecurityError: at once, for a URL the
+            recipient policy refuses.
+        """
+        if "id" in changes and changes["id"] != subscriber.id:
+            raise ValueError("a subscriber's id cannot change; subscribe a new one instead")
+        if "active" in changes:
+            raise ValueError("active is changed by deactivate_subscriber or reactivation")
+        changed = attrs.evolve(subscriber, **changes)
+        if "url" in changes:
+            self.settings.policy.check_url(changed.url)
+        return self.subscribers.update(changed)
+
+    def deactivate_subscriber(self, subscriber_id: str) -> Deferred[Subscriber]:
+        """Mark a stored subscriber inactive; fires the stored value."""
+        return self.subscribers.deactivate(subscriber_id)
 
     # -- the webhook handler -----------------------------------------------------------------
 

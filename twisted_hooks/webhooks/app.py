@@ -63,7 +63,12 @@ from twisted_hooks.webhooks._kinds import (
 from twisted_hooks.webhooks._publisher import Publisher, _Held
 from twisted_hooks.webhooks._settings import BACKENDS, Settings
 from twisted_hooks.webhooks.buffer import EventBuffer
-from twisted_hooks.webhooks.delivery import Delivery, DeliveryUpdate, MemoryDeliveryStore
+from twisted_hooks.webhooks.delivery import (
+    Attempt,
+    Delivery,
+    DeliveryUpdate,
+    MemoryDeliveryStore,
+)
 from twisted_hooks.webhooks.events import Event, SendOptions, SendResult, WebhookEvent
 from twisted_hooks.webhooks.health import EndpointHealthTracker
 from twisted_hooks.webhooks.scheduler import Scheduler
@@ -384,6 +389,67 @@ class Hooks(MultiService):
         """Remove a subscriber; its pending deliveries end dead at their next attempt."""
         return self.subscribers.remove(subscriber_id)
 
+    def get_subscriber(self, subscriber_id: str) -> Deferred[Subscriber]:
+        """
+        A stored subscriber (static subscribers are not among them: see
+        :meth:`static_subscribers`).
+
+        :return: a Deferred firing the :class:`Subscriber`; it fails with
+            :class:`~twisted_hooks.webhooks.subscribers.SubscriberNotFound` for an unknown
+            id.
+        """
+        return self.publisher.get_subscriber(subscriber_id)
+
+    def list_subscribers(self, owner: str | None = None) -> Deferred[Sequence[Subscriber]]:
+        """
+        The stored subscribers, or only those of ``owner`` (a sender identity, as
+        :class:`Subscriber`'s ``owner``), in no particular order.
+        """
+        return self.publisher.list_subscribers(owner)
+
+    def update_subscriber(
+        self, subscriber: Subscriber | str, **changes: Any
+    ) -> Deferred[Subscriber]:
+        """
+        Change some fields of a stored subscriber, by the rules :meth:`subscribe` applies:
+        the field rules of :class:`Subscriber`, and the recipient policy for a new ``url``.
+
+        ``active=False`` deactivates an active subscriber (its deliveries end dead at
+        their next attempt); ``active=True`` makes a deactivated one active again as
+        :meth:`reactivate` does, forgetting its endpoint's failures. The other fields are
+        stored first.
+
+        :param subscriber: the subscriber, or its id (then it is read first).
+        :param changes: :class:`Subscriber` fields and their new values; ``id`` cannot
+            change.
+        :return: a Deferred firing the stored subscriber; it fails with
+            :class:`~twisted_hooks.webhooks.subscribers.SubscriberNotFound` for an unknown
+            one.
+        :raise ValueError: for an invalid field, a change of ``id`` or a non-bool
+            ``active`` (:class:`TypeError` for an unknown field,
+            :class:`~twisted_hooks.webhooks.validators.SecurityError` for a refused URL):
+            at once given a :class:`Subscriber`, failing the Deferred given an id.
+        """
+        if isinstance(subscriber, Subscriber):
+            return self._update(subscriber, changes)
+        return self.get_subscriber(subscriber).addCallback(self._update, changes)
+
+    def _update(self, subscriber: Subscriber, changes: dict[str, Any]) -> Deferred[Subscriber]:
+        changes = dict(changes)
+        active = changes.pop("active", None)
+        if active is not None and not isinstance(active, bool):
+            raise ValueError(f"active must be true or false, not {active!r}")
+        stored: Deferred[Subscriber] = (
+            self.publisher.update_subscriber(subscriber, **changes)
+            if changes
+            else succeed(subscriber)
+        )
+        if active is True and not subscriber.active:
+            return stored.addCallback(lambda s: self.reactivate(s.id))
+        if active is False and subscriber.active:
+            return stored.addCallback(lambda s: self.publisher.deactivate_subscriber(s.id))
+        return stored
+
     def event(self, name: str, **kwargs: Any) -> Event:
         """An :class:`~twisted_hooks.webhooks.events.Event` bound to this application."""
         return Event(name, app=self, **kwargs)
@@ -423,6 +489,36 @@ class Hooks(MultiService):
         """
         return self.publisher.send(name, data, sender, event_id=event_id, options=options)
 
+    def build_event(
+        self,
+        name: str,
+        data: object,
+        sender: object = None,
+        *,
+        event_id: str | None = None,
+        options: SendOptions | None = None,
+    ) -> WebhookEvent:
+        """
+        Validate a send and encode its data, once, without publishing it: the
+        :class:`~twisted_hooks.webhooks.events.WebhookEvent` :meth:`send_event` takes.
+        ``send(...)`` is ``send_event(build_event(...))``. It reads only the settings and
+        the clock, so any thread may call it.
+
+        :raise ValueError: for an invalid name, backend or per-send timeout.
+        :raise twisted_hooks.webhooks.encoding.EncodingError: for data that cannot be
+            encoded as JSON.
+        """
+        return self.publisher.build(name, data, sender, event_id=event_id, options=options)
+
+    def send_event(self, event: WebhookEvent) -> Deferred[SendResult]:
+        """
+        Publish an event made by :meth:`build_event`, as :meth:`send` does, without
+        validating or encoding it again.
+
+        :return: a Deferred firing a :class:`SendResult` once the deliveries are accepted.
+        """
+        return self.publisher.publish(event)
+
     def buffer_events(
         self, flush_freq: int | None = None, flush_timeout: float | None = None
     ) -> EventBuffer[_Held]:
@@ -455,6 +551,46 @@ class Hooks(MultiService):
         return self.delivery_service.observe_updates(observer)
 
     # -- inspection ------------------------------------------------------------------------------
+
+    def get_delivery(self, delivery_id: str) -> Deferred[Delivery]:
+        """
+        One delivery of the delivery log, with its current state.
+
+        :return: a Deferred firing the :class:`~twisted_hooks.webhooks.delivery.Delivery`;
+            it fails with :class:`KeyError` for an unknown id.
+        """
+        return self.delivery_service.get_delivery(delivery_id)
+
+    def list_deliveries(
+        self,
+        status: str | None = None,
+        subscriber_id: str | None = None,
+        limit: int = 100,
+        since: float | None = None,
+        *,
+        subscriber_ids: Iterable[str] | None = None,
+        after: tuple[float, str] | None = None,
+    ) -> Deferred[Sequence[Delivery]]:
+        """
+        A page of the delivery log, newest first (by creation time, then id), filtered by
+        ``status``, subscriber, any of ``subscriber_ids`` (an owner's, from
+        :meth:`list_subscribers`) and creation time (at or after ``since``); at most
+        ``limit``; only those after the ``(created_at, id)`` position ``after`` (the last
+        of the previous page). The arguments of
+        :meth:`~twisted_hooks.interfaces.IDeliveryStore.list`.
+        """
+        return self.delivery_service.list_deliveries(
+            status, subscriber_id, limit, since, subscriber_ids=subscriber_ids, after=after
+        )
+
+    def delivery_attempts(self, delivery_id: str) -> Deferred[Sequence[Attempt]]:
+        """
+        The attempts made for a delivery, oldest first.
+
+        :return: a Deferred firing the :class:`~twisted_hooks.webhooks.delivery.Attempt`
+            values; it fails with :class:`KeyError` for an unknown id.
+        """
+        return self.delivery_service.delivery_attempts(delivery_id)
 
     def static_subscribers(self) -> Deferred[Sequence[Subscriber]]:
         """The static subscribers (from configuration)."""
