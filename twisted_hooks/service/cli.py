@@ -63,6 +63,7 @@ from twisted_hooks.service.config import (
 )
 from twisted_hooks.service.tokens import create_token
 from twisted_hooks.store import Store, StoreError, is_postgres_url, open_store
+from twisted_hooks.store._memory_subscribers import MemorySubscriberStore
 from twisted_hooks.webhooks import Publisher
 from twisted_hooks.webhooks.signing import (
     SignatureError,
@@ -71,7 +72,6 @@ from twisted_hooks.webhooks.signing import (
     verify_standard,
 )
 from twisted_hooks.webhooks.subscribers import (
-    MemorySubscriberStore,
     Subscriber,
     parse_subscribers,
 )

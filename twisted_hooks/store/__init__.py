@@ -47,6 +47,11 @@ from urllib.parse import unquote, urlsplit
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 
+# The webhooks package re-exports the memory stores defined in this package, and this
+# package's modules stand on the webhooks value modules: the webhooks package is imported
+# whole first, so that whichever of the two a program imports first, neither meets the
+# other half-initialised.
+import twisted_hooks.webhooks  # noqa: F401
 from twisted_hooks.store.base import Store, StoreError
 from twisted_hooks.store.cache import SubscriberCache
 from twisted_hooks.store.memory import MemoryStore

@@ -18,16 +18,16 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.python import threadable
 
 from twisted_hooks.store.tokens import Token
-from twisted_hooks.webhooks.delivery import (
+from twisted_hooks.webhooks._deliveries import (
     IN_FLIGHT,
     Attempt,
     Delivery,
 )
-from twisted_hooks.webhooks.health import EndpointHealth
-from twisted_hooks.webhooks.retry import RetryPolicy
-from twisted_hooks.webhooks.subscribers import (
+from twisted_hooks.webhooks._health import EndpointHealth
+from twisted_hooks.webhooks._subscriber import (
     Subscriber,
 )
+from twisted_hooks.webhooks.retry import RetryPolicy
 
 __all__ = [
     "ATTEMPT_COLUMNS",

@@ -28,7 +28,7 @@ from twisted_hooks.store._rows import (
     delivery_values,
 )
 from twisted_hooks.store.schema import CLAIMABLE
-from twisted_hooks.webhooks.delivery import (
+from twisted_hooks.webhooks._deliveries import (
     DEAD,
     DELIVERED,
     RETRYING,

@@ -22,7 +22,7 @@ from twisted_hooks.store._rows import (
     subscriber_values,
 )
 from twisted_hooks.store.cache import SubscriberCache
-from twisted_hooks.webhooks.subscribers import (
+from twisted_hooks.webhooks._subscriber import (
     DuplicateSubscriber,
     Subscriber,
     SubscriberNotFound,

@@ -20,7 +20,7 @@ from twisted_hooks.interfaces import IDeliveryStore, IHealthStore, ISubscriberSt
 
 if TYPE_CHECKING:
     from twisted_hooks.store.tokens import Token
-    from twisted_hooks.webhooks.health import EndpointHealth
+    from twisted_hooks.webhooks._health import EndpointHealth
 
 __all__ = ["Store", "StoreError"]
 

@@ -36,7 +36,8 @@ from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 
 from twisted_hooks._fields import check_field, field
-from twisted_hooks.webhooks.subscribers import MemorySubscriberStore, Subscriber
+from twisted_hooks.store._memory_subscribers import MemorySubscriberStore
+from twisted_hooks.webhooks._subscriber import Subscriber
 
 __all__ = ["SubscriberCache", "check_refresh_interval"]
 

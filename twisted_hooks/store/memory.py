@@ -2,9 +2,11 @@
 The memory store: every role of a store, in the process's memory.
 
 Nothing survives the process; this is the ``default`` backend's store and the fake the
-other suites use. It composes :class:`~twisted_hooks.webhooks.subscribers.MemorySubscriberStore`
-and :class:`~twisted_hooks.webhooks.delivery.MemoryDeliveryStore` and adds endpoint health
-and API tokens. Every method returns an already-fired Deferred.
+other suites use. It composes :class:`~twisted_hooks.webhooks.MemorySubscriberStore` and
+:class:`~twisted_hooks.webhooks.MemoryDeliveryStore`, which live here in the store package
+with every other store (importable from :mod:`twisted_hooks.webhooks`, where they are
+documented), and adds endpoint health and API tokens. Every method returns an
+already-fired Deferred.
 """
 
 from __future__ import annotations
@@ -16,11 +18,12 @@ from twisted.internet.defer import Deferred, fail, succeed
 from zope.interface import implementer
 
 from twisted_hooks.interfaces import IHealthStore, ITokenStore
+from twisted_hooks.store._memory_deliveries import MemoryDeliveryStore
+from twisted_hooks.store._memory_subscribers import MemorySubscriberStore
 from twisted_hooks.store.base import Store
 from twisted_hooks.store.tokens import DuplicateToken, Token, TokenNotFound
-from twisted_hooks.webhooks.delivery import MemoryDeliveryStore
-from twisted_hooks.webhooks.health import EndpointHealth
-from twisted_hooks.webhooks.subscribers import MemorySubscriberStore, Subscriber
+from twisted_hooks.webhooks._health import EndpointHealth
+from twisted_hooks.webhooks._subscriber import Subscriber
 
 __all__ = ["MemoryStore"]
 
@@ -31,12 +34,12 @@ class MemoryStore(Store):
     Subscribers, deliveries, endpoint health and tokens in memory.
 
     :param subscribers: subscribers to start with.
-    :param keep_finished: see :class:`~twisted_hooks.webhooks.delivery.MemoryDeliveryStore`.
-    :param keep_attempts: see :class:`~twisted_hooks.webhooks.delivery.MemoryDeliveryStore`.
-    :param keep_keys: see :class:`~twisted_hooks.webhooks.delivery.MemoryDeliveryStore`.
+    :param keep_finished: see :class:`~twisted_hooks.webhooks.MemoryDeliveryStore`.
+    :param keep_attempts: see :class:`~twisted_hooks.webhooks.MemoryDeliveryStore`.
+    :param keep_keys: see :class:`~twisted_hooks.webhooks.MemoryDeliveryStore`.
 
-    :ivar subscribers: a :class:`~twisted_hooks.webhooks.subscribers.MemorySubscriberStore`.
-    :ivar deliveries: a :class:`~twisted_hooks.webhooks.delivery.MemoryDeliveryStore`.
+    :ivar subscribers: a :class:`~twisted_hooks.webhooks.MemorySubscriberStore`.
+    :ivar deliveries: a :class:`~twisted_hooks.webhooks.MemoryDeliveryStore`.
     """
 
     durable = False

@@ -50,7 +50,7 @@ from twisted_hooks.store._sql_subscribers import SQLSubscriberStore
 from twisted_hooks.store.base import Store, StoreError
 from twisted_hooks.store.cache import check_refresh_interval
 from twisted_hooks.store.tokens import DuplicateToken, Token, TokenNotFound
-from twisted_hooks.webhooks.health import EndpointHealth
+from twisted_hooks.webhooks._health import EndpointHealth
 
 __all__ = [
     "Columns",

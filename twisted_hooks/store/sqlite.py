@@ -30,7 +30,7 @@ from twisted_hooks.store._rows import DELIVERY_COLUMNS, Cursor
 from twisted_hooks.store.cache import check_refresh_interval
 from twisted_hooks.store.schema import CLAIMABLE, SQLITE
 from twisted_hooks.store.sql import SQLStore
-from twisted_hooks.webhooks.delivery import IN_FLIGHT
+from twisted_hooks.webhooks._deliveries import IN_FLIGHT
 
 __all__ = ["SQLiteStore"]
 

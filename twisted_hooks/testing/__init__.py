@@ -23,6 +23,8 @@ See :doc:`/testing` for a whole example.
 
 from __future__ import annotations
 
+from twisted_hooks.store._memory_deliveries import MemoryDeliveryStore
+from twisted_hooks.store._memory_subscribers import MemorySubscriberStore
 from twisted_hooks.store.memory import MemoryStore
 from twisted_hooks.testing._harness import HooksHarness, result_of
 from twisted_hooks.testing._receiver import RecordedRequest, RecordingReceiver, Reply
@@ -36,8 +38,6 @@ from twisted_hooks.testing._sender import (
     SenderCall,
 )
 from twisted_hooks.testing._stores import EXAMPLE_SUBSCRIBER, MemoryHealthStore, make_delivery
-from twisted_hooks.webhooks.delivery import MemoryDeliveryStore
-from twisted_hooks.webhooks.subscribers import MemorySubscriberStore
 
 __all__ = [
     "EXAMPLE_SUBSCRIBER",

@@ -15,6 +15,8 @@ from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 
 from twisted_hooks.interfaces import IWebhookSender
+from twisted_hooks.store._memory_deliveries import MemoryDeliveryStore
+from twisted_hooks.store._memory_subscribers import MemorySubscriberStore
 from twisted_hooks.testing._receiver import RecordingReceiver
 from twisted_hooks.testing._sender import FakeSender
 from twisted_hooks.testing._stores import MemoryHealthStore
@@ -27,10 +29,9 @@ from twisted_hooks.webhooks.delivery import (
     RETRYING,
     Attempt,
     Delivery,
-    MemoryDeliveryStore,
 )
 from twisted_hooks.webhooks.events import SendResult
-from twisted_hooks.webhooks.subscribers import MemorySubscriberStore, Subscriber
+from twisted_hooks.webhooks.subscribers import Subscriber
 
 __all__ = ["HooksHarness", "result_of"]
 

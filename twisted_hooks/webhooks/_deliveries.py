@@ -1,6 +1,6 @@
 """
 Deliveries as values: :class:`Delivery`, :class:`Attempt`, :class:`DeliveryUpdate`,
-:class:`DeliveryStats`, the statuses and :func:`decide`. Re-exported by
+:class:`DeliveryStats`, the statuses, :func:`decide` and :func:`log_order`. Re-exported by
 :mod:`twisted_hooks.webhooks.delivery`.
 """
 
@@ -28,6 +28,7 @@ __all__ = [
     "DeliveryUpdate",
     "ErrorKind",
     "decide",
+    "log_order",
     "log_stale_write",
 ]
 
@@ -257,3 +258,15 @@ class DeliveryNotFound(KeyError):
 
     def __str__(self) -> str:
         return f"no delivery with id {self.args[0]!r}"
+
+
+def log_order(delivery: Delivery) -> tuple[int, float, str, str]:
+    """
+    The key of the delivery log's order (sorted descending: newest first): creation time,
+    then id, as the SQL stores sort ``created_at, id`` (a stored time that is not a
+    number, which only a hand-edited row has, sorts after every number).
+    """
+    created: object = delivery.created_at
+    if isinstance(created, int | float) and not isinstance(created, bool):
+        return (0, float(created), "", delivery.id)
+    return (1, 0.0, str(created), delivery.id)
