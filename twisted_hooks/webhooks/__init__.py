@@ -20,6 +20,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from twisted_hooks.store._memory_deliveries import MemoryDeliveryStore
+from twisted_hooks.store._memory_subscribers import MemorySubscriberStore
 from twisted_hooks.webhooks._delivery_service import DeliveryService
 from twisted_hooks.webhooks._gate import EndpointGate
 from twisted_hooks.webhooks._publisher import Publisher
@@ -36,7 +38,6 @@ from twisted_hooks.webhooks.delivery import (
     Delivery,
     DeliveryUpdate,
     ErrorKind,
-    MemoryDeliveryStore,
 )
 from twisted_hooks.webhooks.encoding import EncodingError
 from twisted_hooks.webhooks.events import (
@@ -58,7 +59,7 @@ from twisted_hooks.webhooks.signing import (
     verify,
     verify_standard,
 )
-from twisted_hooks.webhooks.subscribers import MemorySubscriberStore, Subscriber
+from twisted_hooks.webhooks.subscribers import Subscriber
 from twisted_hooks.webhooks.validators import (
     RecipientPolicy,
     SecurityError,

@@ -42,6 +42,7 @@ from twisted_hooks.interfaces import (
     ISubscriberStore,
     IWebhookSender,
 )
+from twisted_hooks.store._memory_subscribers import MemorySubscriberStore
 from twisted_hooks.webhooks._gate import EndpointGate, Slot
 from twisted_hooks.webhooks._kinds import OPERATIONAL, OperationalEvent
 from twisted_hooks.webhooks._settings import Settings
@@ -65,7 +66,6 @@ from twisted_hooks.webhooks.health import (
 from twisted_hooks.webhooks.logs import loggable_url
 from twisted_hooks.webhooks.scheduler import HoldBack, Scheduler
 from twisted_hooks.webhooks.subscribers import (
-    MemorySubscriberStore,
     Subscriber,
     SubscriberNotFound,
 )

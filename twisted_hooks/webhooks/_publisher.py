@@ -27,6 +27,7 @@ from zope.interface import implementer
 from twisted_hooks._deferreds import NOT_YET, fired_value
 from twisted_hooks.dispatcher import EventDispatcher, FireResult
 from twisted_hooks.interfaces import IDeliveryIntake, IDeliveryStore, IPublisher, ISubscriberStore
+from twisted_hooks.store._memory_subscribers import MemorySubscriberStore
 from twisted_hooks.webhooks._kinds import KEYWORDS, WEBHOOK, HooksNotRunning
 from twisted_hooks.webhooks._settings import BACKENDS, Settings
 from twisted_hooks.webhooks.buffer import BufferState, EventBuffer
@@ -35,7 +36,6 @@ from twisted_hooks.webhooks.encoding import JSON, EncodingError, encode_body
 from twisted_hooks.webhooks.events import SendOptions, SendResult, WebhookEvent
 from twisted_hooks.webhooks.patterns import pattern_matches, validate_event_name
 from twisted_hooks.webhooks.subscribers import (
-    MemorySubscriberStore,
     Subscriber,
     resolve_subscribers,
     sender_ident,

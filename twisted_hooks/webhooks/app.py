@@ -52,6 +52,8 @@ from twisted_hooks.interfaces import (
     IWebhookApplication,
     IWebhookSender,
 )
+from twisted_hooks.store._memory_deliveries import MemoryDeliveryStore
+from twisted_hooks.store._memory_subscribers import MemorySubscriberStore
 from twisted_hooks.webhooks._delivery_service import DeliveryService
 from twisted_hooks.webhooks._kinds import (
     KEYWORDS,
@@ -67,7 +69,6 @@ from twisted_hooks.webhooks.delivery import (
     Attempt,
     Delivery,
     DeliveryUpdate,
-    MemoryDeliveryStore,
 )
 from twisted_hooks.webhooks.events import Event, SendOptions, SendResult, WebhookEvent
 from twisted_hooks.webhooks.health import EndpointHealthTracker
@@ -75,7 +76,6 @@ from twisted_hooks.webhooks.scheduler import Scheduler
 from twisted_hooks.webhooks.sender import HTTPSender
 from twisted_hooks.webhooks.signing import generate_secret
 from twisted_hooks.webhooks.subscribers import (
-    MemorySubscriberStore,
     Subscriber,
     parse_subscribers,
 )
