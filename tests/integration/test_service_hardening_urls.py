@@ -159,14 +159,16 @@ def test_ipv6_literal_recipient_delivered(tmp_path: Path, v6: Receiver) -> None:
     and by ``twisted-hooks subscribe``, and both subscriptions are delivered to over
     IPv6; the 127.0.0.0/8 network stays refused."""
     service = FlagService(tmp_path, ("::1/128",))
+    # The command's subscription is made before the service starts, which loads it: made
+    # while it runs, it would be seen only at the service's next refresh of its subscribers.
+    token = service.token("dev")
+    added = service.cli("subscribe", "a.*", v6.url + "/cli", "--allow-network", "::1/128")
+    assert json.loads(added.stdout)["url"] == v6.url + "/cli"
     service.start()
     try:
-        token = service.token("dev")
         status, hook = service.subscribe(token, v6.url)
         assert status == 201, hook
         assert hook["url"] == v6.url
-        added = service.cli("subscribe", "a.*", v6.url + "/cli", "--allow-network", "::1/128")
-        assert json.loads(added.stdout)["url"] == v6.url + "/cli"
         status, error = service.subscribe(token, "http://127.0.0.1:9/")
         assert status == 400, error
         assert service.publish(token, {"six": True}) == 2

@@ -14,9 +14,9 @@ from twisted.internet.defer import Deferred, fail, succeed
 from twisted.trial.unittest import SynchronousTestCase
 
 from twisted_hooks._deferreds import NOT_YET, fired_value
+from twisted_hooks.store import _memory_deliveries as delivery_module
 from twisted_hooks.testing import make_delivery
 from twisted_hooks.webhooks import _publisher
-from twisted_hooks.webhooks import delivery as delivery_module
 from twisted_hooks.webhooks.delivery import IN_FLIGHT, Delivery
 from twisted_hooks.webhooks.signing import (
     DIGEST_METHODS,
