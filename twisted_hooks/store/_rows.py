@@ -405,30 +405,12 @@ HEALTH_COLUMNS = Columns(
 
 
 def health_values(record: EndpointHealth) -> dict[str, Any]:
-    return {
-        "subscriber_id": record.subscriber_id,
-        "consecutive_failures": record.consecutive_failures,
-        "first_failure_at": record.first_failure_at,
-        "last_failure_at": record.last_failure_at,
-        "circuit": record.circuit,
-        "opened_at": record.opened_at,
-        "disabled_since": record.disabled_since,
-        "updated_at": record.updated_at,
-    }
+    # Every column is the field of the same name, stored as it is.
+    return {name: getattr(record, name) for name in HEALTH_COLUMNS.names}
 
 
 def health_from_row(row: Sequence[Any]) -> EndpointHealth:
-    values = HEALTH_COLUMNS.named(row)
-    return EndpointHealth(
-        subscriber_id=values["subscriber_id"],
-        consecutive_failures=values["consecutive_failures"],
-        first_failure_at=values["first_failure_at"],
-        last_failure_at=values["last_failure_at"],
-        circuit=values["circuit"],
-        opened_at=values["opened_at"],
-        disabled_since=values["disabled_since"],
-        updated_at=values["updated_at"],
-    )
+    return EndpointHealth(**HEALTH_COLUMNS.named(row))
 
 
 #: The columns of ``tokens``: every :class:`~twisted_hooks.store.tokens.Token` field.
