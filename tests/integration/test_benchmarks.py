@@ -28,11 +28,11 @@ DISPATCH_CONFIGURATIONS = {
 }
 
 
-@functools.cache
-def dispatch_quick() -> tuple[dict[str, object], ...]:
-    """Run ``benchmarks/dispatch.py --quick`` once and parse every line it prints."""
+def run_benchmark(script: str, *options: str) -> tuple[dict[str, object], ...]:
+    """Run ``benchmarks/SCRIPT`` with ``options``; every JSON line it prints, parsed (it must
+    exit 0)."""
     result = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "dispatch.py"), "--quick"],
+        [sys.executable, str(ROOT / "benchmarks" / script), *options],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -40,6 +40,12 @@ def dispatch_quick() -> tuple[dict[str, object], ...]:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     return tuple(json.loads(line) for line in result.stdout.splitlines())
+
+
+@functools.cache
+def dispatch_quick() -> tuple[dict[str, object], ...]:
+    """Run ``benchmarks/dispatch.py --quick`` once and parse every line it prints."""
+    return run_benchmark("dispatch.py", "--quick")
 
 
 def test_dispatch_prints_every_configuration_then_a_summary() -> None:
@@ -100,24 +106,7 @@ def delivery_smoke() -> tuple[dict[str, object], ...]:
     Run ``benchmarks/delivery.py`` once with tiny counts (its own receiver in a
     subprocess, one concurrency, one round) and parse every line it prints.
     """
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "benchmarks" / "delivery.py"),
-            "--count",
-            "50",
-            "--concurrency",
-            "8",
-            "--rounds",
-            "1",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    return tuple(json.loads(line) for line in result.stdout.splitlines())
+    return run_benchmark("delivery.py", "--count", "50", "--concurrency", "8", "--rounds", "1")
 
 
 def test_delivery_prints_both_clients_then_a_summary() -> None:
@@ -173,24 +162,7 @@ def durable_smoke() -> tuple[dict[str, object], ...]:
     every line it prints. PostgreSQL is measured only when ``TWISTED_HOOKS_TEST_POSTGRES``
     is set (the script reads it).
     """
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "benchmarks" / "durable.py"),
-            "--count",
-            "30",
-            "--concurrency",
-            "8",
-            "--rounds",
-            "1",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    return tuple(json.loads(line) for line in result.stdout.splitlines())
+    return run_benchmark("durable.py", "--count", "30", "--concurrency", "8", "--rounds", "1")
 
 
 def test_durable_prints_every_backend_then_a_summary() -> None:
@@ -242,24 +214,7 @@ def test_durable_summary_gives_the_ratios() -> None:
 @functools.cache
 def backlog_smoke() -> tuple[dict[str, object], ...]:
     """Run ``benchmarks/backlog.py`` once with a small backlog and a short window."""
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "benchmarks" / "backlog.py"),
-            "--pending",
-            "3000",
-            "--batch",
-            "1000",
-            "--seconds",
-            "1",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    return tuple(json.loads(line) for line in result.stdout.splitlines())
+    return run_benchmark("backlog.py", "--pending", "3000", "--batch", "1000", "--seconds", "1")
 
 
 def test_backlog_prints_the_measurement_then_a_summary() -> None:
@@ -294,15 +249,7 @@ def test_backlog_reports_memory_and_draining() -> None:
 def test_engine_prints_one_line_with_a_positive_cost() -> None:
     """engine.py --quick prints one JSON line: the engine's cost per event (median and
     best, positive microseconds) over its events and rounds, with no errors."""
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "engine.py"), "--quick"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    (line,) = (json.loads(text) for text in result.stdout.splitlines())
+    (line,) = run_benchmark("engine.py", "--quick")
     assert (line["benchmark"], line["name"]) == ("engine", "engine")
     assert (line["events"], line["rounds"], line["errors"]) == (50, 2, 0)
     for key in ("us_per_event", "us_per_event_best", "cpu_us_per_event"):
